@@ -25,6 +25,8 @@ class YOLOv7Detector(keras.Model):
             bounding box format: "xyxy", "xywh", "center_xywh", "yxyx", "rel_xyxy", ...).
         image_size: fixed input size `(height, width)` or an int for square images; `None` accepts
             any size that is a multiple of the largest stride.
+        anchors: `(num_levels, num_anchors, 2)` anchor sizes in pixels, overriding the
+            architecture's (official checkpoints may carry anchors re-fitted by autoanchor).
         fused: inference form: BatchNormalization folded into convs, RepConv branches merged,
             implicit vectors folded into the head, no auxiliary head. Use `get_fused()` to turn a
             trained model into this form.
@@ -48,11 +50,21 @@ class YOLOv7Detector(keras.Model):
         num_classes=80,
         bounding_box_format="xyxy",
         image_size=None,
+        anchors=None,
         fused=False,
         elan_chain_block="conv",
         **kwargs,
     ):
         arch = resolve_architecture(architecture)
+        if anchors is not None:
+            anchors = np.asarray(anchors, np.float32)
+            expected = np.asarray(arch["anchors"], np.float32).reshape(len(arch["strides"]), -1, 2)
+            if anchors.shape != expected.shape:
+                raise ValueError(
+                    f"anchors must have shape {expected.shape} (levels, anchors, 2) for this "
+                    f"architecture, got {anchors.shape}"
+                )
+            arch["anchors"] = anchors.reshape(len(arch["strides"]), -1).tolist()
         if image_size is None:
             height = width = None
         elif isinstance(image_size, int):
@@ -114,6 +126,7 @@ class YOLOv7Detector(keras.Model):
             "num_classes": self.num_classes,
             "bounding_box_format": self.bounding_box_format,
             "image_size": self.image_size,
+            "anchors": self.anchors.tolist(),
             "fused": self.fused,
             "elan_chain_block": self.elan_chain_block,
         }
