@@ -552,6 +552,9 @@ def _attacks(marker):
             "models.yolo.Model.__init__.__class__",
         ),
         "dunder stand-in name": (_global("models.yolo", "__builtins__") + b".", "models.yolo.__builtins__"),
+        # Protocol 0/1 instantiation opcodes: INST names the class inline, OBJ takes it from the stack.
+        "INST": (b"(" + _text(command) + b"ios\nsystem\n.", "os.system"),
+        "OBJ": (b"(" + _global("subprocess", "getoutput") + _text(command) + b"o.", "subprocess.getoutput"),
     }
 
 
@@ -567,6 +570,8 @@ def _attacks(marker):
         "numpy runstring",
         "dotted stand-in name",
         "dunder stand-in name",
+        "INST",
+        "OBJ",
     ],
 )
 def test_refuses_globals_outside_the_admitted_set(tmp_path, attack):
@@ -660,6 +665,8 @@ def test_stand_in_classes_cannot_be_modified(tmp_path):
         + _global("collections", "OrderedDict")
         + b"s\x86b.",
     ]
+    # NEWOBJ on an admitted function, as if it were a class.
+    attacks.append(_global("torch._utils", "_rebuild_tensor_v2") + b")\x81.")
     for index, data in enumerate(attacks):
         with pytest.raises(TorchCheckpointError):
             read_torch_checkpoint(_archive(tmp_path / f"build{index}.pt", b"\x80\x02" + data))
