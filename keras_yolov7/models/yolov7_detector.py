@@ -23,6 +23,7 @@ class YOLOv7Detector(keras.Model):
         num_classes: number of classes.
         bounding_box_format: format of boxes given to and returned by the model (any Keras
             bounding box format: "xyxy", "xywh", "center_xywh", "yxyx", "rel_xyxy", ...).
+        class_names: optional name of each class (used by plots, the CLI and export metadata).
         image_size: fixed input size `(height, width)` or an int for square images; `None` accepts
             any size that is a multiple of the largest stride.
         anchors: `(num_levels, num_anchors, 2)` anchor sizes in pixels, overriding the
@@ -49,6 +50,7 @@ class YOLOv7Detector(keras.Model):
         architecture="yolov7",
         num_classes=80,
         bounding_box_format="xyxy",
+        class_names=None,
         image_size=None,
         anchors=None,
         fused=False,
@@ -56,6 +58,12 @@ class YOLOv7Detector(keras.Model):
         **kwargs,
     ):
         arch = resolve_architecture(architecture)
+        if class_names is not None:
+            class_names = [str(name) for name in class_names]
+            if len(class_names) != int(num_classes):
+                raise ValueError(
+                    f"class_names has {len(class_names)} names but num_classes is {num_classes}"
+                )
         if anchors is not None:
             anchors = np.asarray(anchors, np.float32)
             expected = np.asarray(arch["anchors"], np.float32).reshape(len(arch["strides"]), -1, 2)
@@ -78,6 +86,7 @@ class YOLOv7Detector(keras.Model):
         self.architecture = architecture
         self.num_classes = int(num_classes)
         self.bounding_box_format = bounding_box_format
+        self.class_names = class_names
         self.image_size = image_size if image_size is None else (height, width)
         self.fused = bool(fused)
         self.elan_chain_block = elan_chain_block
@@ -125,6 +134,7 @@ class YOLOv7Detector(keras.Model):
             "architecture": self.architecture,
             "num_classes": self.num_classes,
             "bounding_box_format": self.bounding_box_format,
+            "class_names": self.class_names,
             "image_size": self.image_size,
             "anchors": self.anchors.tolist(),
             "fused": self.fused,
