@@ -126,3 +126,18 @@ def test_fused_or_repconvn_models_are_refused():
     rep = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", elan_chain_block="repconvn")
     with pytest.raises(ValueError, match="elan_chain_block='repconvn'"):
         load_torch_state_dict(rep, state_dict)
+
+
+def test_load_torch_checkpoint_file_matches_official_outputs(tmp_path):
+    torch = pytest.importorskip("torch")
+    from keras_yolov7.convert import load_torch_checkpoint
+
+    ref = np.load(FIXTURES / "forward" / "yolov7-tiny_256.npz")
+    state_dict, rng = seeded_state_dict(official_keys("yolov7_tiny"), int(ref["seed"]))
+    path = tmp_path / "yolov7-tiny-state.pt"
+    torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in state_dict.items()}, path)
+    model = load_torch_checkpoint(path)
+    assert (model.architecture, model.num_classes) == ("yolov7_tiny", 80)
+    images = rng.random((2, 3, 256, 256), dtype=np.float32).transpose(0, 2, 3, 1) * 255
+    out = ops.convert_to_numpy(model.get_fused()(images)[0]).transpose(0, 3, 1, 2, 4)
+    np.testing.assert_allclose(out.reshape(-1)[ref["raw_0_idx"]], ref["raw_0_val"], atol=1e-4)

@@ -679,3 +679,26 @@ def test_storage_shorter_than_declared(tmp_path):
     path = _archive(tmp_path / "short.pt", _state_dict(_tensor(4, (4,), (1,))), b"\0" * 8)
     with pytest.raises(TorchCheckpointError, match="truncated"):
         read_torch_checkpoint(path)
+
+
+def test_load_torch_checkpoint_builds_the_matching_model(files):
+    from keras_yolov7.convert import load_torch_checkpoint
+    from keras_yolov7.convert import to_torch_state_dict
+
+    model = load_torch_checkpoint(files.paths["tiny"])
+    assert (model.architecture, model.num_classes, model.fused) == ("yolov7_tiny", 80, False)
+    exported = to_torch_state_dict(model)
+    expected = files.expected["tiny"]
+    assert list(exported) == list(expected)
+    for name, value in expected.items():
+        # The stand-in IDetect keeps `anchors` in pixels (the official Model divides them by the
+        # strides); `anchor_grid`, in pixels in both, carries the anchors.
+        if not name.endswith(("num_batches_tracked", ".anchors")):
+            np.testing.assert_array_equal(exported[name], value, err_msg=name)
+
+
+def test_load_torch_checkpoint_refuses_a_foreign_model(files):
+    from keras_yolov7.convert import load_torch_checkpoint
+
+    with pytest.raises(TorchCheckpointError, match="do not match the training-configuration key names"):
+        load_torch_checkpoint(files.paths["official"])
