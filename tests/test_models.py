@@ -6,22 +6,21 @@ import pytest
 from keras import ops
 
 import keras_yolov7 as kyv7
+from keras_yolov7.models.complexity import count_gflops
+from keras_yolov7.models.complexity import count_parameters
 
-# Official figures for 80 classes (spec/yolov7.md): training model / fused deploy model.
+# Official figures for 80 classes (spec/yolov7.md): training model / fused deploy model parameters,
+# fused GFLOPs at the preset's input size.
 OFFICIAL_PARAMETERS = {
-    "yolov7_tiny": (6_228_762, 6_219_709),
-    "yolov7": (37_622_682, 36_905_341),
-    "yolov7x": (71_347_394, 71_311_741),
-    "yolov7_w6": (82_312_436, 70_394_300),
-    "yolov7_e6": (111_898_292, 97_202_940),
-    "yolov7_d6": (154_709_364, 133_757_052),
-    "yolov7_e6e": (166_408_884, 151_687_420),
+    "yolov7_tiny": (6_228_762, 6_219_709, 13.7, 640),
+    "yolov7": (37_622_682, 36_905_341, 104.5, 640),
+    "yolov7x": (71_347_394, 71_311_741, 189.7, 640),
+    "yolov7_w6": (82_312_436, 70_394_300, 359.7, 1280),
+    "yolov7_e6": (111_898_292, 97_202_940, 514.4, 1280),
+    "yolov7_d6": (154_709_364, 133_757_052, 701.7, 1280),
+    "yolov7_e6e": (166_408_884, 151_687_420, 842.2, 1280),
 }
-
-
-def parameters(model):
-    """Parameters in PyTorch's sense: trainable weights (BatchNorm running statistics excluded)."""
-    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+parameters = count_parameters
 
 
 def randomize_statistics(model, seed=0):
@@ -45,7 +44,7 @@ def numpy_outputs(outputs):
 
 @pytest.mark.parametrize("preset", list(OFFICIAL_PARAMETERS))
 def test_preset_parameters_and_fused_equivalence(preset):
-    train_count, fused_count = OFFICIAL_PARAMETERS[preset]
+    train_count, fused_count, gflops, input_size = OFFICIAL_PARAMETERS[preset]
     model = kyv7.YOLOv7Detector.from_preset(preset, num_classes=80)
     assert parameters(model) == train_count
 
@@ -62,6 +61,7 @@ def test_preset_parameters_and_fused_equivalence(preset):
     fused = model.get_fused()
     assert fused.fused and not fused.has_auxiliary_head
     assert parameters(fused) == fused_count
+    assert round(count_gflops(fused, input_size), 1) == gflops
     fused_raw = numpy_outputs(fused(images))
     assert len(fused_raw) == levels
     for level in range(levels):
