@@ -3,8 +3,9 @@
 from keras_yolov7 import layers
 from keras_yolov7 import models
 from keras_yolov7 import ops
+from keras_yolov7 import training
 from keras_yolov7.models import YOLOv7Detector
 
 __version__ = "0.1.0"
 
-__all__ = ["YOLOv7Detector", "layers", "models", "ops"]
+__all__ = ["YOLOv7Detector", "layers", "models", "ops", "training"]

@@ -16,8 +16,9 @@ class ModelEMA(keras.callbacks.Callback):
         d = decay * (1 - exp(-updates / ramp_updates))
         ema = d * ema + (1 - d) * weight
 
-    where `updates` is the optimizer's step count (`optimizer.iterations`: steps actually taken, for
-    `YOLOv7SGD` and for Keras' `gradient_accumulation_steps`, and for skipped float16 steps). The ramp
+    where `updates` is the optimizer's step count `optimizer.iterations`, which only moves when
+    weights are updated (not on the accumulating batches of `YOLOv7SGD` or of Keras'
+    `gradient_accumulation_steps`, nor on a step that a float16 LossScaleOptimizer skips). The ramp
     makes the average follow the weights closely early in training. The average starts from the
     weights at the beginning of the first `fit`.
 
@@ -39,10 +40,12 @@ class ModelEMA(keras.callbacks.Callback):
         ramp_updates: time constant of the ramp, in optimizer steps (official 2000).
 
     Example:
-    >>> ema = ModelEMA()
-    >>> model.fit(train, validation_data=val, epochs=300, callbacks=[ema, checkpoint])
-    >>> with ema.training_weights_applied():  # the raw weights, e.g. to continue elsewhere
-    ...     model.save_weights("raw.weights.h5")
+
+        ema = ModelEMA()
+        model.fit(train, validation_data=val, epochs=300, callbacks=[ema, checkpoint])
+        model.save("yolov7_ema.keras")  # the EMA weights
+        with ema.training_weights_applied():  # the raw weights, e.g. to continue elsewhere
+            model.save_weights("raw.weights.h5")
     """
 
     def __init__(self, decay=0.9999, ramp_updates=2000):
@@ -68,7 +71,7 @@ class ModelEMA(keras.callbacks.Callback):
 
     @property
     def updates(self):
-        """Optimizer steps averaged so far (host int; reads the device)."""
+        """The optimizer step count at the last average, the official `ema.updates` (host int)."""
         return 0 if self._last_count is None else int(ops.convert_to_numpy(self._last_count))
 
     def ema_weights(self):

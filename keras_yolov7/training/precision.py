@@ -20,9 +20,9 @@ def use_mixed_precision(policy=None):
             "mixed_bfloat16" (CPUs have no fast float16 but often bfloat16).
 
     Example:
-    >>> use_mixed_precision()
-    'mixed_bfloat16'
-    >>> model = YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3)
+
+        use_mixed_precision()  # "mixed_float16" on a GPU
+        model = YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3)
     """
     if policy is None:
         policy = "mixed_float16" if _gpu_visible() else "mixed_bfloat16"

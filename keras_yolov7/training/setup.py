@@ -59,10 +59,13 @@ def make_training_setup(
         checkpoint and evaluation callbacks after them see the EMA weights at each epoch end.
 
     Example:
-    >>> optimizer, callbacks = make_training_setup(model, epochs=300, steps_per_epoch=len(train),
-    ...                                            batch_size=16)
-    >>> model.compile(optimizer=optimizer)
-    >>> model.fit(train, epochs=300, validation_data=val, callbacks=callbacks + [checkpoint])
+
+        model = YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3)
+        optimizer, callbacks = make_training_setup(
+            model, epochs=300, steps_per_epoch=len(train), batch_size=16
+        )
+        model.compile(optimizer=optimizer)
+        model.fit(train, epochs=300, validation_data=val, callbacks=callbacks + [checkpoint])
     """
     family = preset_family if preset_family is not None else _family_of(model)
     if family not in HYPERPARAMETERS:
