@@ -42,7 +42,9 @@ def official_values(ni, nb, epochs, hyp, min_warmup=1000):
     epoch = ni // nb
     lr = hyp["lr0"] * official_lf(epoch, epochs, hyp["lrf"])
     if ni <= nw:
-        lrs = [np.interp(ni, [0, nw], [hyp["warmup_bias_lr"] if j == 2 else 0.0, lr]) for j in range(3)]
+        lrs = [
+            np.interp(ni, [0, nw], [hyp["warmup_bias_lr"] if j == 2 else 0.0, lr]) for j in range(3)
+        ]
         momentum = np.interp(ni, [0, nw], [hyp["warmup_momentum"], hyp["momentum"]])
         return lrs, momentum
     return [lr, lr, lr], hyp["momentum"]
@@ -91,7 +93,9 @@ def test_parameter_groups_classify_by_layer_and_role():
     frozen.build((None, 2))
     frozen.trainable = False
     groups = training.parameter_groups(model)
-    paths = {name: sorted(v.path for v in variables) for name, variables in groups._asdict().items()}
+    paths = {
+        name: sorted(v.path for v in variables) for name, variables in groups._asdict().items()
+    }
     assert paths == {
         "no_decay": ["conv_bn/bn/gamma", "implicit_add/implicit", "implicit_multiply/implicit"],
         "decay": ["conv_bn/conv/kernel", "dense/kernel", "head_conv/kernel"],
@@ -113,7 +117,11 @@ def test_parameter_groups_of_yolov7_blocks():
     assert head_biases <= {id(v) for v in groups.bias}
     implicit = [v for v in model.trainable_variables if v.path.endswith("implicit")]
     assert len(implicit) == 4 and {id(v) for v in implicit} <= {id(v) for v in groups.no_decay}
-    bn_layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    bn_layers = [
+        layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     assert len(bn_layers) == 4  # RepConv dense, pointwise and identity branches; Conv
     assert len(groups.no_decay) == len(bn_layers) + 4
     assert len(groups.bias) == len(bn_layers) + 2
@@ -131,8 +139,8 @@ def test_parameter_groups_match_official_yolov7_tiny():
     lines = (FIXTURES / "yolov7-tiny.training.txt").read_text().splitlines()
     for line in lines:
         name, shape, _ = line.split("\t")
-        size = int(np.prod(eval(shape)))
-        if name.endswith(".implicit") or name.endswith("bn.weight"):
+        size = int(np.prod([int(d) for d in shape.strip("()").split(",") if d.strip()]))
+        if name.endswith((".implicit", "bn.weight")):
             group = "no_decay"
         elif name.endswith(".bias"):
             group = "bias"
@@ -161,14 +169,19 @@ def test_schedule_matches_official_formulas(family):
     nb, epochs = 700, 300
     nw = max(round(3.0 * nb), 1000)
     assert training.warmup_iterations(nb) == nw == 2100
-    iterations = np.array([0, 1, 350, 699, 700, 1049, nw - 1, nw, nw + 1, 2799, 2800, 105_000, 209_999])
+    iterations = np.array(
+        [0, 1, 350, 699, 700, 1049, nw - 1, nw, nw + 1, 2799, 2800, 105_000, 209_999]
+    )
     schedule_hyp = {k: v for k, v in hyp.items() if k != "weight_decay"}
     got = training.official_lr_and_momentum(iterations, nb, epochs, **schedule_hyp)
     got = {k: ops.convert_to_numpy(v) for k, v in got.items()}
     for index, ni in enumerate(iterations):
         lrs, momentum = official_values(int(ni), nb, epochs, hyp)
         np.testing.assert_allclose(
-            [got["no_decay"][index], got["decay"][index], got["bias"][index]], lrs, rtol=2e-6, atol=1e-9
+            [got["no_decay"][index], got["decay"][index], got["bias"][index]],
+            lrs,
+            rtol=2e-6,
+            atol=1e-9,
         )
         np.testing.assert_allclose(got["momentum"][index], momentum, rtol=1e-6)
     # short epochs: the 1000-batch minimum sets the warmup
@@ -176,7 +189,15 @@ def test_schedule_matches_official_formulas(family):
 
 
 def test_accumulation_rule_matches_official_loop():
-    assert [training.accumulation_steps(b) for b in (1, 8, 16, 24, 32, 64, 128)] == [64, 8, 4, 3, 2, 1, 1]
+    assert [training.accumulation_steps(b) for b in (1, 8, 16, 24, 32, 64, 128)] == [
+        64,
+        8,
+        4,
+        3,
+        2,
+        1,
+        1,
+    ]
     for batch_size in (16, 24, 48):
         nw = 37
         official = [ni % official_accumulate(ni, nw, batch_size) == 0 for ni in range(120)]
@@ -185,7 +206,9 @@ def test_accumulation_rule_matches_official_loop():
 
 
 def test_keras_schedule_and_config():
-    schedule = training.YOLOv7Schedule(steps_per_epoch=50, epochs=10, lrf=0.2, min_warmup_iterations=0)
+    schedule = training.YOLOv7Schedule(
+        steps_per_epoch=50, epochs=10, lrf=0.2, min_warmup_iterations=0
+    )
     restored = training.YOLOv7Schedule.from_config(schedule.get_config())
     for step in (0, 75, 150, 151, 499):
         lrs, _ = official_values(step, 50, 10, training.HYPERPARAMETERS["p6"], min_warmup=0)
@@ -238,11 +261,19 @@ def test_applied_learning_rates_and_momentum(family):
             decay = 5e-4 if name == "decay" else 0.0  # batch 64: accumulate 1, no scaling
             direction = grads[name] + decay * before[name]
             buffer = ops.convert_to_numpy(optimizer.momentums[index])
-            applied_momentum = np.sum((buffer - direction) * buffers0[name]) / np.sum(buffers0[name] ** 2)
+            applied_momentum = np.sum((buffer - direction) * buffers0[name]) / np.sum(
+                buffers0[name] ** 2
+            )
             step = direction + applied_momentum * buffer
-            applied_lr = np.sum((before[name] - ops.convert_to_numpy(variable)) * step) / np.sum(step * step)
-            np.testing.assert_allclose(applied_momentum, momentum, rtol=1e-5, err_msg=f"{name} ni={ni}")
-            np.testing.assert_allclose(applied_lr, lrs[j], rtol=1e-4, atol=1e-8, err_msg=f"{name} ni={ni}")
+            applied_lr = np.sum((before[name] - ops.convert_to_numpy(variable)) * step) / np.sum(
+                step * step
+            )
+            np.testing.assert_allclose(
+                applied_momentum, momentum, rtol=1e-5, err_msg=f"{name} ni={ni}"
+            )
+            np.testing.assert_allclose(
+                applied_lr, lrs[j], rtol=1e-4, atol=1e-8, err_msg=f"{name} ni={ni}"
+            )
         assert int(optimizer.iterations) == 1 and int(optimizer.batch_iterations) == ni + 1
 
 
@@ -254,13 +285,20 @@ def test_optimizer_follows_official_loop_with_pytorch_sgd():
     nb, epochs, batch_size = 7, 5, 24  # accumulate 3, scaled weight decay 5e-4 * 24 * 3 / 64
     nw = 7
     variables, groups = three_variables(seed=3)
-    optimizer = training.YOLOv7SGD(nb, epochs, batch_size, gradient_scale=2.0, min_warmup_iterations=0, **hyp)
+    optimizer = training.YOLOv7SGD(
+        nb, epochs, batch_size, gradient_scale=2.0, min_warmup_iterations=0, **hyp
+    )
     optimizer.set_parameter_groups(groups)
     order = list(variables.values())
 
-    params = {name: torch.nn.Parameter(torch.tensor(ops.convert_to_numpy(v))) for name, v in variables.items()}
+    params = {
+        name: torch.nn.Parameter(torch.tensor(ops.convert_to_numpy(v)))
+        for name, v in variables.items()
+    }
     weight_decay = hyp["weight_decay"] * batch_size * 3 / 64
-    reference = torch.optim.SGD([params["no_decay"]], lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True)
+    reference = torch.optim.SGD(
+        [params["no_decay"]], lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True
+    )
     reference.add_param_group({"params": [params["decay"]], "weight_decay": weight_decay})
     reference.add_param_group({"params": [params["bias"]]})
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -276,8 +314,12 @@ def test_optimizer_follows_official_loop_with_pytorch_sgd():
             if ni <= nw:
                 for j, group in enumerate(reference.param_groups):
                     start = hyp["warmup_bias_lr"] if j == 2 else 0.0
-                    group["lr"] = np.interp(ni, [0, nw], [start, group["initial_lr"] * scheduler.lr_lambdas[0](epoch)])
-                    group["momentum"] = np.interp(ni, [0, nw], [hyp["warmup_momentum"], hyp["momentum"]])
+                    group["lr"] = np.interp(
+                        ni, [0, nw], [start, group["initial_lr"] * scheduler.lr_lambdas[0](epoch)]
+                    )
+                    group["momentum"] = np.interp(
+                        ni, [0, nw], [hyp["warmup_momentum"], hyp["momentum"]]
+                    )
             grads = {name: rng.normal(size=p.shape).astype("float32") for name, p in params.items()}
             for name, p in params.items():
                 g = torch.tensor(grads[name])
@@ -289,7 +331,10 @@ def test_optimizer_follows_official_loop_with_pytorch_sgd():
             optimizer.apply([grads[name] / 2.0 for name in variables], order)
             for name, variable in variables.items():
                 np.testing.assert_allclose(
-                    ops.convert_to_numpy(variable), params[name].detach().numpy(), rtol=1e-5, atol=1e-6,
+                    ops.convert_to_numpy(variable),
+                    params[name].detach().numpy(),
+                    rtol=1e-5,
+                    atol=1e-6,
                     err_msg=f"{name} after batch {ni}",
                 )
         scheduler.step()
@@ -314,7 +359,15 @@ def test_optimizer_config_round_trip_keeps_groups(tmp_path):
     config = optimizer.get_config()
     assert config["lrf"] == 0.01 and config["batch_size"] == 16
     assert config["variable_groups"] == [
-        "decay", "no_decay", "bias", "no_decay", "decay", "bias", "no_decay", "decay", "bias"
+        "decay",
+        "no_decay",
+        "bias",
+        "no_decay",
+        "decay",
+        "bias",
+        "no_decay",
+        "decay",
+        "bias",
     ]
     path = tmp_path / "model.keras"
     model.save(path)
@@ -360,16 +413,28 @@ class Recorder(keras.callbacks.Callback):
 def test_ema_equals_numpy_recomputation_with_accumulation():
     model = small_model()
     nb, epochs, batch_size = 4, 3, 32  # accumulate ramps 1 -> 2 over nw = 4 batches
-    optimizer = training.YOLOv7SGD(nb, epochs, batch_size, warmup_epochs=1.0, min_warmup_iterations=0)
+    optimizer = training.YOLOv7SGD(
+        nb, epochs, batch_size, warmup_epochs=1.0, min_warmup_iterations=0
+    )
     optimizer.set_parameter_groups(training.parameter_groups(model))
     model.compile(optimizer=optimizer, loss="mse", jit_compile=FAST_JIT)
     ema = training.ModelEMA(decay=0.9, ramp_updates=3.0)
     floats = [v for v in model.weights if keras.backend.is_float_dtype(v.dtype)]
     recorder = Recorder(floats)
     x, y = regression_data(nb * batch_size)
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0, callbacks=[recorder, ema])
+    model.fit(
+        x,
+        y,
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[recorder, ema],
+    )
 
-    updates = np.cumsum([training.is_update_iteration(ni, batch_size, 4) for ni in range(nb * epochs)])
+    updates = np.cumsum(
+        [training.is_update_iteration(ni, batch_size, 4) for ni in range(nb * epochs)]
+    )
     assert recorder.counts == list(updates) and updates[-1] == 7
     assert [v.path for v in ema.tracked_variables] == [v.path for v in floats]
     assert any(v.path.endswith("moving_mean") for v in ema.tracked_variables)
@@ -383,7 +448,7 @@ def test_ema_equals_numpy_recomputation_with_accumulation():
         previous = count
     for variable, got, want, last in zip(floats, ema.ema_weights(), expected, recorder.weights[-1]):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=variable.path)
-    moving_mean = [i for i, v in enumerate(floats) if v.path.endswith("moving_mean")][0]
+    moving_mean = next(i for i, v in enumerate(floats) if v.path.endswith("moving_mean"))
     assert not np.allclose(recorder.initial[moving_mean], recorder.weights[-1][moving_mean])
     assert ema.updates == 7
 
@@ -417,16 +482,23 @@ def test_validation_sees_ema_weights_and_training_resumes_raw(tmp_path):
     probe = Probe(ema)
     model.compile(optimizer=optimizer, loss="mse", jit_compile=FAST_JIT)
     x, y = regression_data(48)
-    checkpoint = keras.callbacks.ModelCheckpoint(tmp_path / "epoch{epoch}.weights.h5", save_weights_only=True)
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        tmp_path / "epoch{epoch}.weights.h5", save_weights_only=True
+    )
     history = model.fit(
-        x, y, batch_size=16, epochs=2, verbose=0, validation_data=(x[:16], y[:16]),
+        x,
+        y,
+        batch_size=16,
+        epochs=2,
+        verbose=0,
+        validation_data=(x[:16], y[:16]),
         callbacks=[ema, probe, checkpoint],
     )
     for seen, averaged in zip(probe.at_test, probe.ema_at_test):
         for a, b in zip(seen, averaged):
             np.testing.assert_array_equal(a, b)
     assert not all(np.allclose(a, b) for a, b in zip(probe.at_test[-1], probe.raw_before_test))
-    (start, raw), = probe.epoch_starts
+    ((start, raw),) = probe.epoch_starts
     for a, b in zip(start, raw):
         np.testing.assert_array_equal(a, b)
     # after fit the model holds the EMA weights: evaluating it repeats the last validation
@@ -478,8 +550,9 @@ def test_ema_rejects_several_steps_per_execution():
 
 def test_fit_three_steps_with_the_recipe():
     model = small_model()
-    optimizer, callbacks = training.make_training_setup(model, epochs=1, steps_per_epoch=3, batch_size=16,
-                                                        preset_family="tiny")
+    optimizer, callbacks = training.make_training_setup(
+        model, epochs=1, steps_per_epoch=3, batch_size=16, preset_family="tiny"
+    )
     model.compile(optimizer=optimizer, loss="mse", jit_compile=JIT)
     before = numpy_weights(model.trainable_variables)
     x, y = regression_data(48)
@@ -487,7 +560,9 @@ def test_fit_three_steps_with_the_recipe():
     assert np.isfinite(history.history["loss"]).all()
     assert int(optimizer.batch_iterations) == 3 and int(optimizer.iterations) == 3
     assert callbacks[0].updates == 3
-    assert any(not np.allclose(a, b) for a, b in zip(before, numpy_weights(model.trainable_variables)))
+    assert any(
+        not np.allclose(a, b) for a, b in zip(before, numpy_weights(model.trainable_variables))
+    )
 
 
 @pytest.fixture
@@ -507,7 +582,7 @@ def test_mixed_precision_trains_with_the_recipe(policy, restore_dtype_policy):
     x, y = regression_data(32)
     try:
         history = model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=callbacks)
-    except Exception as error:  # noqa: BLE001 - reported in the skip reason
+    except Exception as error:
         if "not implemented" in str(error).lower() or "unsupported" in str(error).lower():
             pytest.skip(f"{BACKEND} on this device has no {policy} kernels: {error}")
         raise

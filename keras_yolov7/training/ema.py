@@ -198,7 +198,9 @@ def _compile(update):
             with torch.no_grad():
                 d = update.current_decay(count, last_count)
                 torch._foreach_mul_(shadows, d)
-                torch._foreach_add_(shadows, torch._foreach_mul([w.detach() for w in weights], 1.0 - d))
+                torch._foreach_add_(
+                    shadows, torch._foreach_mul([w.detach() for w in weights], 1.0 - d)
+                )
             return shadows
 
         return torch_update
@@ -210,4 +212,3 @@ def _assign_copies(variables, values):
     # in place: the callback's arrays must never be the model's.
     for variable, value in zip(variables, values):
         variable.assign(ops.copy(value))
-

@@ -37,7 +37,9 @@ class ParameterGroups(collections.namedtuple("ParameterGroups", GROUP_NAMES)):
     def group_of(self):
         """`{id(variable): group name}` for every variable in the groups."""
         return {
-            id(variable): name for name, variables in zip(GROUP_NAMES, self) for variable in variables
+            id(variable): name
+            for name, variables in zip(GROUP_NAMES, self)
+            for variable in variables
         }
 
 

@@ -218,7 +218,9 @@ class YOLOv7SGD(keras.optimizers.SGD):
                 direction = direction + self.scaled_weight_decay * weights
             momentum = ops.cast(values["momentum"], dtype)
             new_buffer = momentum * buffer.value + direction
-            new_weights = weights - ops.cast(values[group], dtype) * (direction + momentum * new_buffer)
+            new_weights = weights - ops.cast(values[group], dtype) * (
+                direction + momentum * new_buffer
+            )
             self.assign(variable, ops.where(is_update, new_weights, weights))
             self.assign(buffer, ops.where(is_update, new_buffer, buffer.value))
             self.assign(gradient_sum, ops.where(is_update, ops.zeros_like(total), total))
@@ -245,7 +247,8 @@ class YOLOv7SGD(keras.optimizers.SGD):
             if ni % self.schedule.steps_per_epoch == 0:
                 torch._foreach_zero_(sums)
             torch._foreach_add_(
-                sums, [ops.convert_to_tensor(g, v.dtype) for g, v in zip(grads, trainable_variables)]
+                sums,
+                [ops.convert_to_tensor(g, v.dtype) for g, v in zip(grads, trainable_variables)],
             )
             if not is_update:
                 return
@@ -262,7 +265,9 @@ class YOLOv7SGD(keras.optimizers.SGD):
                 group_buffers = [buffers[k] for k in members]
                 group_params = [params[k] for k in members]
                 if group == "decay":
-                    torch._foreach_add_(group_directions, group_params, alpha=self.scaled_weight_decay)
+                    torch._foreach_add_(
+                        group_directions, group_params, alpha=self.scaled_weight_decay
+                    )
                 torch._foreach_mul_(group_buffers, momentum)
                 torch._foreach_add_(group_buffers, group_directions)
                 torch._foreach_add_(group_directions, group_buffers, alpha=momentum)

@@ -23,19 +23,26 @@ import numpy as np
 from keras import ops
 
 # Official hyperparameters (data/hyp.scratch.{p5,p6,tiny}.yaml) that the optimizer uses.
+_COMMON = {
+    "lr0": 0.01,
+    "momentum": 0.937,
+    "weight_decay": 5e-4,
+    "warmup_epochs": 3.0,
+    "warmup_momentum": 0.8,
+    "warmup_bias_lr": 0.1,
+}
 HYPERPARAMETERS = {
-    "p5": dict(lr0=0.01, lrf=0.1, momentum=0.937, weight_decay=5e-4, warmup_epochs=3.0,
-               warmup_momentum=0.8, warmup_bias_lr=0.1),
-    "p6": dict(lr0=0.01, lrf=0.2, momentum=0.937, weight_decay=5e-4, warmup_epochs=3.0,
-               warmup_momentum=0.8, warmup_bias_lr=0.1),
-    "tiny": dict(lr0=0.01, lrf=0.01, momentum=0.937, weight_decay=5e-4, warmup_epochs=3.0,
-                 warmup_momentum=0.8, warmup_bias_lr=0.1),
+    "p5": {**_COMMON, "lrf": 0.1},
+    "p6": {**_COMMON, "lrf": 0.2},
+    "tiny": {**_COMMON, "lrf": 0.01},
 }
 NOMINAL_BATCH_SIZE = 64
 MIN_WARMUP_ITERATIONS = 1000
 
 
-def warmup_iterations(steps_per_epoch, warmup_epochs=3.0, min_warmup_iterations=MIN_WARMUP_ITERATIONS):
+def warmup_iterations(
+    steps_per_epoch, warmup_epochs=3.0, min_warmup_iterations=MIN_WARMUP_ITERATIONS
+):
     """Number of warmup batches `nw = max(round(warmup_epochs * steps_per_epoch), min_warmup_iterations)`."""
     return max(round(warmup_epochs * steps_per_epoch), int(min_warmup_iterations))
 
@@ -64,7 +71,9 @@ def update_iteration_table(batch_size, warmup_iterations, nominal_batch_size=NOM
     return ni % accumulate == 0
 
 
-def is_update_iteration(iteration, batch_size, warmup_iterations, nominal_batch_size=NOMINAL_BATCH_SIZE):
+def is_update_iteration(
+    iteration, batch_size, warmup_iterations, nominal_batch_size=NOMINAL_BATCH_SIZE
+):
     """Whether the official loop calls `optimizer.step()` at batch `iteration` (host-side, int).
 
     Example:
@@ -72,7 +81,9 @@ def is_update_iteration(iteration, batch_size, warmup_iterations, nominal_batch_
     [True, True, True, True, False]
     """
     if iteration <= warmup_iterations:
-        return bool(update_iteration_table(batch_size, warmup_iterations, nominal_batch_size)[iteration])
+        return bool(
+            update_iteration_table(batch_size, warmup_iterations, nominal_batch_size)[iteration]
+        )
     return iteration % accumulation_steps(batch_size, nominal_batch_size) == 0
 
 
@@ -176,7 +187,9 @@ class YOLOv7Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
     @property
     def warmup_iterations(self):
-        return warmup_iterations(self.steps_per_epoch, self.warmup_epochs, self.min_warmup_iterations)
+        return warmup_iterations(
+            self.steps_per_epoch, self.warmup_epochs, self.min_warmup_iterations
+        )
 
     def group_values(self, step):
         """`official_lr_and_momentum` at batch `step`: {"no_decay", "decay", "bias", "momentum"}."""
