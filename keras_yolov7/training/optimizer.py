@@ -229,9 +229,9 @@ class YOLOv7SGD(keras.optimizers.SGD):
     def _apply_torch(self, grads, trainable_variables):
         """Eager form (PyTorch): the same arithmetic with multi-tensor kernels, as torch.optim.SGD.
 
-        Per-variable keras.ops cost ~10 eager kernels per variable and batch (13x slower than Keras'
-        own torch SGD on yolov7-tiny); here the step decision is read on the host (one scalar per
-        batch) and batches without a step only add their gradients.
+        Per-variable keras.ops cost ~10 eager kernels per variable and batch (an order of magnitude
+        slower than Keras' own torch SGD on yolov7-tiny, CPU); here the step decision is read on the
+        host (one scalar per batch) and batches without a step only add their gradients.
         """
         import torch
 
