@@ -7,6 +7,7 @@ from keras_yolov7 import datasets
 from keras_yolov7 import layers
 from keras_yolov7 import models
 from keras_yolov7 import ops
+from keras_yolov7 import training
 from keras_yolov7.models import YOLOv7Detector
 
 __version__ = "0.1.0"
@@ -22,4 +23,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_yolov7' has no attribute {name!r}")
 
 
-__all__ = ["YOLOv7Detector", "convert", "datasets", "layers", "models", "ops", *_LAZY]
+__all__ = ["YOLOv7Detector", "convert", "datasets", "layers", "models", "ops", "training", *_LAZY]

@@ -1,0 +1,33 @@
+"""The official YOLOv7 training recipe as Keras pieces: parameter groups, schedule, optimizer, EMA."""
+
+from keras_yolov7.training.ema import ModelEMA
+from keras_yolov7.training.groups import ParameterGroups
+from keras_yolov7.training.groups import parameter_groups
+from keras_yolov7.training.optimizer import YOLOv7SGD
+from keras_yolov7.training.precision import use_mixed_precision
+from keras_yolov7.training.schedule import HYPERPARAMETERS
+from keras_yolov7.training.schedule import YOLOv7Schedule
+from keras_yolov7.training.schedule import accumulation_steps
+from keras_yolov7.training.schedule import cosine_factor
+from keras_yolov7.training.schedule import is_update_iteration
+from keras_yolov7.training.schedule import official_lr_and_momentum
+from keras_yolov7.training.schedule import warmup_iterations
+from keras_yolov7.training.setup import PRESET_FAMILIES
+from keras_yolov7.training.setup import make_training_setup
+
+__all__ = [
+    "HYPERPARAMETERS",
+    "ModelEMA",
+    "PRESET_FAMILIES",
+    "ParameterGroups",
+    "YOLOv7SGD",
+    "YOLOv7Schedule",
+    "accumulation_steps",
+    "cosine_factor",
+    "is_update_iteration",
+    "make_training_setup",
+    "official_lr_and_momentum",
+    "parameter_groups",
+    "use_mixed_precision",
+    "warmup_iterations",
+]
