@@ -1,5 +1,7 @@
 """YOLOv7Detector: the YOLOv7 family as one Keras model class."""
 
+import math
+
 import keras
 import numpy as np
 
@@ -144,3 +146,175 @@ class YOLOv7Detector(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    # Training -------------------------------------------------------------------------------
+
+    def compile(self, optimizer="auto", loss="auto", metrics=None, ema=True, **kwargs):
+        """Configures training. The defaults are the official YOLOv7 recipe.
+
+        Args:
+            optimizer: "auto" for the official SGD (nesterov, three parameter groups, warmup and
+                cosine schedule, gradient accumulation to a nominal batch of 64), built by `fit`
+                once it knows the epochs, steps per epoch and batch size; or any Keras optimizer
+                (e.g. from `keras_yolov7.training.make_training_setup`).
+            loss: "auto" for `keras_yolov7.losses.YOLOv7Loss.from_detector(self)` (the official
+                gains of this preset's family), or a `YOLOv7Loss`.
+            metrics: extra Keras metrics (rarely useful: the loss components are always tracked).
+            ema: with `optimizer="auto"`, keep the official ramped EMA of the weights (a
+                `ModelEMA` callback added by `fit`); the EMA weights are validated and are the
+                model's weights after `fit`.
+            **kwargs: other `keras.Model.compile` arguments (`jit_compile`, ...).
+        """
+        from keras_yolov7.losses import YOLOv7Loss
+
+        if isinstance(loss, str) and loss == "auto":
+            loss = YOLOv7Loss.from_detector(self)
+        if not isinstance(loss, YOLOv7Loss):
+            raise ValueError(
+                f"loss must be 'auto' or a keras_yolov7.losses.YOLOv7Loss, got {type(loss).__name__}"
+            )
+        if self.fused:
+            raise ValueError("this model is fused (inference only); train the unfused model")
+        self.detection_loss = loss
+        self._auto_optimizer = isinstance(optimizer, str) and optimizer == "auto"
+        self._auto_ema = bool(ema)
+        self._compile_kwargs = dict(metrics=metrics, **kwargs)
+        if self._auto_optimizer:
+            # A stand-in until fit() builds the official optimizer (train_on_batch uses it as is).
+            optimizer = keras.optimizers.SGD(0.01, momentum=0.937, nesterov=True)
+        if not hasattr(self, "loss_trackers"):
+            names = ["box", "obj", "cls"] + (["aux"] if self.has_auxiliary_head else [])
+            self.loss_trackers = {name: keras.metrics.Mean(name=f"{name}_loss") for name in names}
+        super().compile(optimizer=optimizer, loss=None, **self._compile_kwargs)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, steps_per_epoch=None, callbacks=None,
+            validation_data=None, **kwargs):
+        """`keras.Model.fit` with the detector's checks and, after `compile()` with the defaults,
+        the official optimizer and EMA built for this run.
+
+        Targets are checked before training (numpy arrays) or while batches are read (tf.data):
+        a label `>= num_classes` or `< -1` or a NaN coordinate of a real box raises an error naming
+        it. A loss that becomes NaN or infinite stops training with a `NonFiniteLossError`.
+
+        Args: as `keras.Model.fit`. x: images `(batch, height, width, 3)` 0..255 with y =
+            {"boxes": (batch, max_boxes, 4) in `bounding_box_format`, pixels, "labels":
+            (batch, max_boxes)} padded with -1; or a tf.data.Dataset / generator of such `(images, y)`
+            batches or of `{"images", "bounding_boxes"}` dicts.
+        """
+        from keras_yolov7.training import make_training_setup
+        from keras_yolov7.training.guard import StopOnNonFiniteLoss
+
+        x, y = self._checked_inputs(x, y)
+        if validation_data is not None and not isinstance(validation_data, tuple):
+            validation_data, _ = self._checked_inputs(validation_data, None)
+        callbacks = list(callbacks or [])
+        if getattr(self, "_auto_optimizer", False):
+            steps, batch = self._steps_and_batch(x, batch_size, steps_per_epoch)
+            optimizer, recipe_callbacks = make_training_setup(
+                self, epochs=epochs, steps_per_epoch=steps, batch_size=batch, ema=self._auto_ema
+            )
+            super().compile(optimizer=optimizer, loss=None, **self._compile_kwargs)
+            self._auto_optimizer = False
+            self._recipe_callbacks = recipe_callbacks
+        callbacks = [c for c in getattr(self, "_recipe_callbacks", []) if c not in callbacks] + callbacks
+        if not any(isinstance(c, StopOnNonFiniteLoss) for c in callbacks):
+            callbacks.insert(0, StopOnNonFiniteLoss())
+        return super().fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            validation_data=validation_data,
+            **kwargs,
+        )
+
+    def _checked_inputs(self, x, y):
+        """Validates numpy targets now, tf.data targets as they are read; returns (x, y)."""
+        from keras_yolov7.losses.targets import check_targets
+
+        if type(x).__module__.startswith("tensorflow") and hasattr(x, "element_spec"):
+            from keras_yolov7.data.target_validation import validate_targets
+
+            return validate_targets(x, self.num_classes), y
+        images, targets = (x.get("images"), x.get("bounding_boxes")) if isinstance(x, dict) else (x, y)
+        if isinstance(targets, dict) and isinstance(images, np.ndarray):
+            labels = targets.get("labels", targets.get("classes"))
+            if labels is None or "boxes" not in targets:
+                raise ValueError(
+                    f"targets must be a dict with 'boxes' and 'labels', got keys {sorted(targets)}"
+                )
+            check_targets(targets["boxes"], labels, self.num_classes)
+            if len(images) != len(labels):
+                raise ValueError(f"{len(images)} images but targets for {len(labels)} images")
+        return x, y
+
+    @staticmethod
+    def _steps_and_batch(x, batch_size, steps_per_epoch):
+        """Batches per epoch and batch size of a fit() input, for the official schedule."""
+        images = x.get("images") if isinstance(x, dict) else x
+        if isinstance(images, np.ndarray):
+            batch = batch_size or 32
+            return steps_per_epoch or math.ceil(len(images) / batch), batch
+        if hasattr(x, "element_spec"):
+            cardinality = int(x.cardinality())
+            steps = steps_per_epoch or (cardinality if cardinality > 0 else None)
+            first = next(iter(x))
+            first_images = first["images"] if isinstance(first, dict) else first[0]
+            if steps is None:
+                raise ValueError(
+                    "the dataset's length is unknown (or infinite): pass steps_per_epoch to fit()"
+                )
+            return steps, int(first_images.shape[0])
+        if hasattr(x, "__len__") and hasattr(x, "__getitem__"):
+            first = x[0]
+            first_images = first["images"] if isinstance(first, dict) else first[0]
+            return steps_per_epoch or len(x), len(first_images)
+        raise ValueError(
+            f"cannot tell the batch size and epoch length of a {type(x).__name__} for the official "
+            "schedule: pass steps_per_epoch, or compile with an optimizer from "
+            "keras_yolov7.training.make_training_setup"
+        )
+
+    @staticmethod
+    def _unpack(data):
+        """`(images, y[, sample_weight])` or `{"images", "bounding_boxes"}` -> `(images, y)` with
+        y = {"boxes", "labels"} ("classes", KerasCV's name, is accepted for "labels")."""
+        if isinstance(data, dict):
+            if "images" not in data:
+                raise ValueError(
+                    f"a dict batch must have 'images' (and 'bounding_boxes'), got keys {sorted(data)}"
+                )
+            x, y = data["images"], data.get("bounding_boxes")
+        else:
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if y is not None:
+            if "labels" not in y and "classes" not in y:
+                raise ValueError(f"targets must have 'boxes' and 'labels', got keys {sorted(y)}")
+            y = {"boxes": y["boxes"], "labels": y["labels"] if "labels" in y else y["classes"]}
+        return x, y
+
+    def train_step(self, *args):
+        *state, data = args
+        return super().train_step(*state, self._unpack(data))
+
+    def test_step(self, *args):
+        *state, data = args
+        return super().test_step(*state, self._unpack(data))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The YOLOv7 loss `(lbox + lobj + lcls) * batch_size` of a batch; also updates the
+        box / obj / cls (and aux) trackers shown in the progress bar."""
+        boxes = y["boxes"]
+        if self.bounding_box_format != "xyxy":
+            height, width = keras.ops.shape(x)[1], keras.ops.shape(x)[2]
+            boxes = keras.utils.bounding_boxes.convert_format(
+                boxes, source=self.bounding_box_format, target="xyxy", height=height, width=width
+            )
+        parts = self.detection_loss.compute_components(
+            {"boxes": boxes, "labels": y["labels"]}, y_pred
+        )
+        for name, tracker in self.loss_trackers.items():
+            tracker.update_state(parts[name])
+        return parts["loss"]
