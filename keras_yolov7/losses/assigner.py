@@ -8,7 +8,9 @@ candidates of all levels are concatenated, so one image has `N = num_levels * M 
 columns in the SimOTA matrices.
 
 Two slots (of two targets) may name the same cell and anchor. The official code keeps such duplicates
-as separate columns, each matched and penalised on its own; so does this one.
+as separate columns, each matched and penalised on its own; so does this one. When a target's last
+place falls among equal-cost duplicates, the official choice depends on torch.topk's tie order;
+here the lowest-numbered column wins, identically on every backend.
 """
 
 from keras import ops
@@ -152,7 +154,7 @@ def simota(
         `(batch, N)` int32 index of that target (0 where not positive).
     """
     num_candidates = ops.shape(candidate_raw)[1]
-    batch, max_boxes = ops.shape(valid)[0], ops.shape(valid)[1]
+    max_boxes = ops.shape(valid)[1]
     num_classes = candidate_raw.shape[-1] - 5
 
     stride = candidate_stride[:, None]
@@ -171,23 +173,29 @@ def simota(
     cost = _class_cost(candidate_raw, labels, num_classes) + 3.0 * -ops.log(iou + 1e-8)
     cost = ops.where(pair_valid, cost, _IMPOSSIBLE)
 
-    neg_cost, chosen_index = ops.top_k(-cost, k)  # (B, M, k), cheapest first
-    chosen = (ops.arange(k, dtype="int32") < dynamic_k[..., None]) & (-neg_cost < _IMPOSSIBLE / 2)
+    # Each target takes the candidates cheaper than its dynamic_k-th lowest cost, then fills the
+    # remaining places among those costing exactly that much (duplicated cells) in column order: the
+    # result depends on the values only, never on how a backend's top_k orders ties.
+    lowest_costs, _ = ops.top_k(-cost, k)
+    threshold = -ops.take_along_axis(lowest_costs, dynamic_k[..., None] - 1, axis=-1)  # (B, M, 1)
+    below = cost < threshold
+    tied = cost == threshold
+    missing = dynamic_k[..., None] - ops.sum(ops.cast(below, "int32"), axis=-1, keepdims=True)  # >= 1
+    column = ops.cast(ops.arange(num_candidates), "float32")
+    first_tied, _ = ops.top_k(ops.where(tied, ops.cast(num_candidates, "float32") - column, 0.0), k)
+    last_taken = ops.cast(num_candidates, "float32") - ops.take_along_axis(first_tied, missing - 1, axis=-1)
+    chosen = (below | (tied & (column <= last_taken))) & pair_valid
 
-    # How many targets took each candidate, and (when one did) which: sums over the chosen pairs.
-    columns = ops.reshape(
-        chosen_index + ops.arange(batch, dtype="int32")[:, None, None] * num_candidates, (-1,)
-    )
+    # How many targets took each candidate, and (when one did) which.
     chosen = ops.cast(chosen, "int32")
-    takers = ops.segment_sum(ops.reshape(chosen, (-1,)), columns, num_segments=batch * num_candidates)
-    target_ids = ops.broadcast_to(ops.arange(max_boxes, dtype="int32")[:, None], (max_boxes, k))
-    taker_sum = ops.segment_sum(
-        ops.reshape(chosen * target_ids, (-1,)), columns, num_segments=batch * num_candidates
-    )
-    takers = ops.reshape(takers, (batch, num_candidates))
-    taker_sum = ops.reshape(taker_sum, (batch, num_candidates))
+    takers = ops.sum(chosen, axis=1)  # (B, N)
+    taker_sum = ops.sum(chosen * ops.arange(max_boxes, dtype="int32")[:, None], axis=1)
 
-    cheapest = ops.cast(ops.argmin(cost, axis=1), "int32")
+    # First target of lowest cost; spelled as two plain reductions, which XLA runs far faster than
+    # an argmin over a non-minor axis.
+    lowest = ops.min(cost, axis=1, keepdims=True)
+    target_column = ops.arange(max_boxes, dtype="int32")[:, None]
+    cheapest = ops.min(ops.where(cost <= lowest, target_column, max_boxes), axis=1)
     matched = ops.where(takers > 1, cheapest, taker_sum)
     return takers > 0, matched
 
@@ -198,15 +206,21 @@ def _class_cost(candidate_raw, labels, num_classes):
     `sum_c -log(1 - y_c)` is shared by all targets; a target of class `t` swaps one term for
     `-log(y_t)`. Computing the shared sum once per candidate and gathering the correction for each
     target's class avoids the `(M, N, num_classes)` tensor of the direct form. Logs are taken in
-    log space (`log y = -(softplus(-obj) + softplus(-cls)) / 2`) so that a saturated sigmoid gives a
+    log space (`log y = (log sigmoid(obj) + log sigmoid(cls)) / 2`) so that a saturated sigmoid gives a
     large finite cost instead of infinity.
     """
     objectness = candidate_raw[..., 4:5]
-    log_y = -0.5 * (ops.softplus(-objectness) + ops.softplus(-candidate_raw[..., 5:]))  # (B, N, C)
+    log_y = 0.5 * (_log_sigmoid(objectness) + _log_sigmoid(candidate_raw[..., 5:]))  # (B, N, C)
     log_not_y = ops.log(ops.maximum(-ops.expm1(log_y), 1e-30))
     background = -ops.sum(log_not_y, axis=-1)  # (B, N)
     correction = ops.transpose(log_not_y - log_y, (0, 2, 1))  # (B, C, N)
-    batch = ops.shape(labels)[0]
-    rows = labels + ops.arange(batch, dtype="int32")[:, None] * num_classes
-    correction = ops.take(ops.reshape(correction, (-1, ops.shape(correction)[-1])), rows, axis=0)  # (B, M, N)
+    # One-hot contraction rather than a gather: XLA would fuse a gather with the producer of
+    # `correction` and recompute its logarithms for every (target, candidate) pair. Products with
+    # exact zeros and ones keep the selected value exact.
+    correction = ops.einsum("bmc,bnc->bmn", ops.one_hot(labels, num_classes), log_not_y - log_y)
     return background[:, None, :] + correction
+
+
+def _log_sigmoid(x):
+    """`log(sigmoid(x))` without overflow, in two transcendentals."""
+    return ops.minimum(x, 0.0) - ops.log1p(ops.exp(-ops.abs(x)))

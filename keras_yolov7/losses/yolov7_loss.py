@@ -5,6 +5,7 @@ Equal, to float precision, to the official `ComputeLossOTA` (models without auxi
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_yolov7.losses.assigner import COARSE_OFFSET
@@ -52,12 +53,14 @@ class YOLOv7Loss(keras.losses.Loss):
     Deliberate differences from the official code: a batch without targets gives the
     objectness-only loss instead of crashing; target boxes are clipped to the image
     (`clip_boxes`); boxes that are padding, empty after clipping, non-finite or of a class
-    outside `[0, num_classes)` are ignored; when positives of different targets share a cell and anchor, the objectness
-    target there is the largest of their CIoUs (the official result depends on write order).
+    outside `[0, num_classes)` are ignored; when positives of different targets share a cell and
+    anchor, the objectness target there is the largest of their CIoUs (the official result depends
+    on write order).
 
     Args:
         num_classes: number of classes.
-        anchors: `(num_levels, num_anchors, 2)` anchor widths and heights in pixels.
+        anchors: `(num_levels, num_anchors, 2)` anchor widths and heights in pixels (or
+            `(num_levels, 2 * num_anchors)`, as in the architecture configs).
         strides: per-level strides in pixels.
         box, obj, cls: gains before the official scaling (see above). Defaults: P5 / P6 values.
         label_smoothing: class label smoothing `eps`.
@@ -105,11 +108,14 @@ class YOLOv7Loss(keras.losses.Loss):
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.num_classes = int(num_classes)
-        self.anchors = [[[float(v) for v in anchor] for anchor in level] for level in anchors]
         self.strides = [int(s) for s in strides]
-        if len(self.anchors) != len(self.strides):
-            raise ValueError(f"got anchors for {len(self.anchors)} levels but {len(self.strides)} strides")
         num_levels = len(self.strides)
+        anchors = np.asarray(anchors, "float32")
+        if anchors.shape[0] != num_levels or anchors[0].size % 2:
+            raise ValueError(
+                f"anchors must be (num_levels={num_levels}, num_anchors, 2) pixels, got shape {anchors.shape}"
+            )
+        self.anchors = anchors.reshape(num_levels, -1, 2).tolist()
         if balance is None:
             if num_levels not in _DEFAULT_BALANCE:
                 raise ValueError(f"no default balance for {num_levels} levels; pass balance=[...]")
