@@ -3,9 +3,8 @@
 Everything has a fixed shape so it compiles under XLA (TensorFlow, JAX) and runs eagerly on torch:
 targets are padded to `max_boxes` (M); each target owns `num_anchors * 5` candidate slots per level
 (anchor x {centre, left, up, right, down} cell), and a slot that the official code would not generate
-is masked instead of removed. A level's candidates are ordered `(target, anchor, offset)`, and the
-candidates of all levels are concatenated, so one image has `N = num_levels * M * num_anchors * 5`
-columns in the SimOTA matrices.
+is masked instead of removed. The candidates are ordered `(level, target, anchor, offset)`, so one
+image has `N = num_levels * M * num_anchors * 5` columns in the SimOTA matrices.
 
 Two slots (of two targets) may name the same cell and anchor. The official code keeps such duplicates
 as separate columns, each matched and penalised on its own; so does this one. When a target's last
@@ -32,12 +31,12 @@ _OFFSETS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0))
 _IMPOSSIBLE = 1e9
 
 
-def level_candidates(boxes, valid, grid_height, grid_width, anchors, stride, offset, anchor_t):
-    """The candidate slots of one output level.
+def candidates(boxes, valid, grid_sizes, anchors, strides, offset, anchor_t):
+    """The candidate slots of every target on every level.
 
-    A target pairs with anchor `a` when `max(r, 1 / r) < anchor_t` for its width and height,
-    `r = target / anchor`. Each pair proposes the cell holding the target's centre plus neighbours:
-    left when `gx mod 1 < offset` and `gx > 1`, up likewise in y, right when
+    A target pairs with anchor `a` of a level when `max(r, 1 / r) < anchor_t` for its width and
+    height, `r = target / anchor`. Each pair proposes the cell holding the target's centre plus
+    neighbours: left when `gx mod 1 < offset` and `gx > 1`, up likewise in y, right when
     `(grid_width - gx) mod 1 < offset` and `grid_width - gx > 1`, down likewise, where `gx, gy` is
     the centre in grid units; a neighbour's cell is `floor(g_xy - offset * (dx, dy))`, clamped to
     the grid.
@@ -45,31 +44,34 @@ def level_candidates(boxes, valid, grid_height, grid_width, anchors, stride, off
     Args:
         boxes: `(batch, M, 4)` center_xywh targets in pixels of the network input.
         valid: `(batch, M)` bool, false for padding.
-        grid_height, grid_width: size of the level's grid.
-        anchors: `(num_anchors, 2)` anchor widths and heights in pixels.
-        stride: the level's stride in pixels.
+        grid_sizes: per level, the `(height, width)` of its grid.
+        anchors: `(num_levels, num_anchors, 2)` anchor widths and heights in pixels.
+        strides: per-level strides in pixels.
         offset: `FINE_OFFSET` or `COARSE_OFFSET`.
         anchor_t: the anchor ratio threshold (official 4.0).
 
     Returns:
-        A dict of `(batch, K)` tensors, `K = M * num_anchors * 5` ordered (target, anchor, offset):
-        `"cell"` `(batch, K, 2)` float32 column and row of the cell; `"index"` int32 flat position
-        `(row * grid_width + column) * num_anchors + anchor` in the level's
-        `(grid_height, grid_width, num_anchors)` cells; `"anchor"` `(batch, K, 2)` anchor in
-        pixels; `"target"` int32 index of the proposing target; `"valid"` bool.
+        A dict; `K = M * num_anchors * 5` slots per level, ordered (target, anchor, offset):
+        `"cell"` `(batch, num_levels, K, 2)` float32 column and row of the cell; `"index"`
+        `(batch, num_levels, K)` int32 flat position `(row * grid_width + column) * num_anchors +
+        anchor` among the level's `(grid_height, grid_width, num_anchors)` cells; `"anchor"`
+        `(num_levels, K, 2)` anchor in pixels; `"valid"` `(batch, num_levels, K)` bool.
     """
-    anchors = ops.cast(ops.convert_to_tensor(anchors), "float32")
-    num_anchors = anchors.shape[0]
+    anchors = ops.cast(ops.convert_to_tensor(anchors), "float32")  # (L, A, 2)
+    num_levels, num_anchors = anchors.shape[0], anchors.shape[1]
     num_offsets = len(_OFFSETS)
     batch, max_boxes = ops.shape(valid)[0], ops.shape(valid)[1]
+    k = max_boxes * num_anchors * num_offsets
 
-    ratio = boxes[:, :, None, 2:4] / anchors  # (B, M, A, 2)
+    ratio = boxes[:, None, :, None, 2:4] / anchors[None, :, None]  # (B, L, M, A, 2)
     # A zero-sized (padding) box gives an infinite inverse ratio, which correctly fails the test.
-    anchor_ok = ops.max(ops.maximum(ratio, 1.0 / ratio), axis=-1) < anchor_t  # (B, M, A)
+    anchor_ok = ops.max(ops.maximum(ratio, 1.0 / ratio), axis=-1) < anchor_t  # (B, L, M, A)
 
-    grid_size = ops.cast(ops.stack([grid_width, grid_height]), "float32")
-    centre = boxes[..., :2] / stride  # (B, M, 2) grid units
-    inverse = grid_size - centre
+    grid = ops.cast(ops.stack([ops.stack([width, height]) for height, width in grid_sizes]), "float32")
+    grid = grid[:, None, :]  # (L, 1, 2) as (x, y)
+    stride = ops.convert_to_tensor([float(s) for s in strides], "float32")[:, None, None]  # (L, 1, 1)
+    centre = boxes[:, None, :, :2] / stride  # (B, L, M, 2) grid units
+    inverse = grid - centre
     near_low = (ops.mod(centre, 1.0) < offset) & (centre > 1.0)
     near_high = (ops.mod(inverse, 1.0) < offset) & (inverse > 1.0)
     offset_ok = ops.stack(
@@ -81,56 +83,49 @@ def level_candidates(boxes, valid, grid_height, grid_width, anchors, stride, off
             near_high[..., 1],
         ],
         axis=-1,
-    )  # (B, M, O)
+    )  # (B, L, M, O)
 
     shifts = ops.convert_to_tensor(_OFFSETS, "float32") * offset  # (O, 2)
-    cell = ops.floor(centre[:, :, None, :] - shifts)  # (B, M, O, 2)
-    cell = ops.minimum(ops.maximum(cell, 0.0), grid_size - 1.0)
+    cell = ops.floor(centre[..., None, :] - shifts)  # (B, L, M, O, 2)
+    cell = ops.minimum(ops.maximum(cell, 0.0), grid[..., None, :] - 1.0)
 
-    slot_valid = valid[:, :, None, None] & anchor_ok[..., None] & offset_ok[:, :, None, :]  # (B, M, A, O)
-    cell_index = ops.cast(cell[..., 1] * ops.cast(grid_width, "float32") + cell[..., 0], "int32")
-    anchor_ids = ops.arange(num_anchors, dtype="int32")
-    index = cell_index[:, :, None, :] * num_anchors + anchor_ids[:, None]  # (B, M, A, O)
+    slot_valid = (
+        valid[:, None, :, None, None] & anchor_ok[..., None] & offset_ok[..., None, :]
+    )  # (B, L, M, A, O)
+    cell_index = ops.cast(cell[..., 1] * grid[..., None, 0] + cell[..., 0], "int32")  # (B, L, M, O)
+    anchor_ids = ops.arange(num_anchors, dtype="int32")[:, None]
+    index = cell_index[:, :, :, None, :] * num_anchors + anchor_ids  # (B, L, M, A, O)
 
-    k = max_boxes * num_anchors * num_offsets
-    cell = ops.broadcast_to(cell[:, :, None], (batch, max_boxes, num_anchors, num_offsets, 2))
-    anchor = ops.broadcast_to(anchors[:, None, :], (batch, max_boxes, num_anchors, num_offsets, 2))
-    target = ops.broadcast_to(
-        ops.arange(max_boxes, dtype="int32")[:, None, None], (batch, max_boxes, num_anchors, num_offsets)
+    cell = ops.broadcast_to(cell[:, :, :, None], (batch, num_levels, max_boxes, num_anchors, num_offsets, 2))
+    anchor = ops.broadcast_to(
+        anchors[:, None, :, None, :], (num_levels, max_boxes, num_anchors, num_offsets, 2)
     )
     return {
-        "cell": ops.reshape(cell, (batch, k, 2)),
-        "index": ops.reshape(index, (batch, k)),
-        "anchor": ops.reshape(anchor, (batch, k, 2)),
-        "target": ops.reshape(target, (batch, k)),
-        "valid": ops.reshape(slot_valid, (batch, k)),
+        "cell": ops.reshape(cell, (batch, num_levels, k, 2)),
+        "index": ops.reshape(index, (batch, num_levels, k)),
+        "anchor": ops.reshape(anchor, (num_levels, k, 2)),
+        "valid": ops.reshape(slot_valid, (batch, num_levels, k)),
     }
 
 
-def gather_cells(raw, index):
-    """Pick cells of one level: `(batch, H, W, A, D)` and `(batch, K)` flat indices -> `(batch, K, D)`.
+def gather_cells(outputs, index):
+    """Pick candidate cells: per level `(batch, H, W, A, D)` and `(batch, num_levels, K)` indices
+    -> `(batch, num_levels, K, D)`.
 
-    One gather on the flattened tensor, whose gradient is a sparse scatter back into the level.
+    One gather per level on the flattened output, whose gradient is a sparse scatter back into it.
     """
-    shape = ops.shape(raw)
-    cells = shape[1] * shape[2] * shape[3]
-    flat = ops.reshape(raw, (-1, shape[4]))
-    offsets = ops.arange(shape[0], dtype="int32")[:, None] * cells
-    return ops.take(flat, index + offsets, axis=0)
+    picked = []
+    for level, raw in enumerate(outputs):
+        shape = ops.shape(raw)
+        cells = shape[1] * shape[2] * shape[3]
+        flat = ops.reshape(raw, (-1, shape[4]))
+        offsets = ops.arange(shape[0], dtype="int32")[:, None] * cells
+        picked.append(ops.take(flat, index[:, level] + offsets, axis=0))
+    return ops.stack(picked, axis=1)
 
 
-def simota(
-    boxes,
-    labels,
-    valid,
-    candidate_raw,
-    candidate_cell,
-    candidate_anchor,
-    candidate_stride,
-    candidate_valid,
-    topk,
-):
-    """SimOTA matching of one image's targets to all of its candidates, batched over images.
+def simota(boxes, labels, valid, slots, candidate_raw, strides, topk):
+    """SimOTA matching of each image's targets to all of its candidates, batched over images.
 
     For each target: `dynamic_k = max(1, int(sum of its top min(topk, n) IoUs))`; its cost to every
     candidate is `sum_c BCE(sqrt(sigmoid(cls_c) * sigmoid(obj)), one_hot_c) + 3 * -log(IoU + 1e-8)`;
@@ -141,27 +136,28 @@ def simota(
         boxes: `(batch, M, 4)` center_xywh targets in pixels.
         labels: `(batch, M)` int32 class indices.
         valid: `(batch, M)` bool.
-        candidate_raw: `(batch, N, 5 + num_classes)` raw lead-head logits at the candidates. Pass
-            them with stopped gradient: the assignment is not differentiated.
-        candidate_cell: `(batch, N, 2)` column and row of each candidate's cell.
-        candidate_anchor: `(batch, N, 2)` anchor in pixels.
-        candidate_stride: `(N,)` stride in pixels of each candidate's level.
-        candidate_valid: `(batch, N)` bool.
+        slots: the candidates, as returned by `candidates`.
+        candidate_raw: `(batch, num_levels, K, 5 + num_classes)` raw lead-head logits at the
+            candidates. Pass them with stopped gradient: the assignment is not differentiated.
+        strides: per-level strides in pixels.
         topk: how many of the best IoUs set `dynamic_k` (official: 10, or 20 with auxiliary heads).
 
     Returns:
-        `(positive, matched)`: `(batch, N)` bool, true for candidates assigned to a target, and
-        `(batch, N)` int32 index of that target (0 where not positive).
+        `(positive, matched)`: `(batch, num_levels, K)` bool, true for candidates assigned to a
+        target, and `(batch, num_levels, K)` int32 index of that target (0 where not positive).
     """
-    num_candidates = ops.shape(candidate_raw)[1]
+    shape = ops.shape(slots["valid"])
+    num_candidates = shape[1] * shape[2]
     max_boxes = ops.shape(valid)[1]
     num_classes = candidate_raw.shape[-1] - 5
 
-    stride = candidate_stride[:, None]
+    stride = ops.convert_to_tensor([float(s) for s in strides], "float32")[:, None, None]
     s = ops.sigmoid(candidate_raw[..., :4])
-    xy = (s[..., :2] * 2.0 - 0.5 + candidate_cell) * stride
-    wh = (s[..., 2:4] * 2.0) ** 2 * candidate_anchor
-    predicted = center_xywh_to_xyxy(ops.concatenate([xy, wh], axis=-1))
+    xy = (s[..., :2] * 2.0 - 0.5 + slots["cell"]) * stride
+    wh = (s[..., 2:4] * 2.0) ** 2 * slots["anchor"]
+    predicted = ops.reshape(center_xywh_to_xyxy(ops.concatenate([xy, wh], axis=-1)), (shape[0], -1, 4))
+    candidate_raw = ops.reshape(candidate_raw, (shape[0], num_candidates, -1))
+    candidate_valid = ops.reshape(slots["valid"], (shape[0], num_candidates))
     pair_valid = valid[:, :, None] & candidate_valid[:, None, :]  # (B, M, N)
     iou = ops.where(pair_valid, pairwise_iou(center_xywh_to_xyxy(boxes), predicted), 0.0)
 
@@ -197,7 +193,7 @@ def simota(
     target_column = ops.arange(max_boxes, dtype="int32")[:, None]
     cheapest = ops.min(ops.where(cost <= lowest, target_column, max_boxes), axis=1)
     matched = ops.where(takers > 1, cheapest, taker_sum)
-    return takers > 0, matched
+    return ops.reshape(takers > 0, shape), ops.reshape(matched, shape)
 
 
 def _class_cost(candidate_raw, labels, num_classes):

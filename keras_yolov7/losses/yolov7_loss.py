@@ -10,8 +10,8 @@ from keras import ops
 
 from keras_yolov7.losses.assigner import COARSE_OFFSET
 from keras_yolov7.losses.assigner import FINE_OFFSET
+from keras_yolov7.losses.assigner import candidates
 from keras_yolov7.losses.assigner import gather_cells
-from keras_yolov7.losses.assigner import level_candidates
 from keras_yolov7.losses.assigner import simota
 from keras_yolov7.losses.targets import sanitize_targets
 from keras_yolov7.ops.boxes import complete_iou
@@ -183,26 +183,22 @@ class YOLOv7Loss(keras.losses.Loss):
         )
         targets = (boxes, labels, valid)
 
-        lead_cells = [self._candidates(targets, p, level, FINE_OFFSET) for level, p in enumerate(lead)]
-        lead_raw = [gather_cells(p, c["index"]) for p, c in zip(lead, lead_cells)]
-        lead_terms = self._head_terms(
-            lead, lead_cells, lead_raw, self._assign(targets, lead_cells, lead_raw, topk)
-        )
+        grid_sizes = [tuple(ops.shape(p)[1:3]) for p in lead]
 
-        scale = 3.0 / num_levels
-        area = ops.cast(image_height * image_width, "float32") / 640.0**2
-        gains = (self.box * scale, self.obj * scale * area, self.cls * self.num_classes / 80.0 * scale)
+        fine = self._slots(targets, grid_sizes, FINE_OFFSET)
+        lead_raw = gather_cells(lead, fine["index"])
+        lead_terms = self._head_terms(lead, fine, lead_raw, self._assign(targets, fine, lead_raw, topk))
+
+        gains = self.scaled_gains(image_height, image_width)
         lead_terms = [t * g for t, g in zip(lead_terms, gains)]
         aux_terms = [ops.zeros((), "float32")] * 3
         if auxiliary:
-            coarse_cells = [
-                self._candidates(targets, p, level, COARSE_OFFSET) for level, p in enumerate(lead)
-            ]
+            coarse = self._slots(targets, grid_sizes, COARSE_OFFSET)
             # Coarse positives are chosen on the lead head's predictions, then trained on the auxiliary.
-            coarse_lead_raw = [gather_cells(p, c["index"]) for p, c in zip(lead, coarse_cells)]
-            assignment = self._assign(targets, coarse_cells, coarse_lead_raw, topk)
-            aux_raw = [gather_cells(p, c["index"]) for p, c in zip(auxiliary, coarse_cells)]
-            aux_terms = self._head_terms(auxiliary, coarse_cells, aux_raw, assignment)
+            assignment = self._assign(targets, coarse, gather_cells(lead, coarse["index"]), topk)
+            aux_terms = self._head_terms(
+                auxiliary, coarse, gather_cells(auxiliary, coarse["index"]), assignment
+            )
             aux_terms = [t * g * self.aux_weight for t, g in zip(aux_terms, gains)]
 
         box, obj, cls = (a + b for a, b in zip(lead_terms, aux_terms))
@@ -216,91 +212,77 @@ class YOLOv7Loss(keras.losses.Loss):
             "aux": aux_terms[0] + aux_terms[1] + aux_terms[2],
         }
 
-    def _candidates(self, targets, output, level, offset):
+    def scaled_gains(self, image_height, image_width):
+        """`(box, obj, cls)` gains after the official scaling, for a network input of this size.
+
+        `box * 3 / nl`, `obj * (image_height * image_width / 640^2) * 3 / nl` and
+        `cls * num_classes / 80 * 3 / nl` (`nl` lead levels); the sizes may be tensors.
+        """
+        scale = 3.0 / len(self.strides)
+        area = ops.cast(image_height * image_width, "float32") / 640.0**2
+        return self.box * scale, self.obj * scale * area, self.cls * self.num_classes / 80.0 * scale
+
+    def _slots(self, targets, grid_sizes, offset):
         boxes, _, valid = targets
-        shape = ops.shape(output)
-        return level_candidates(
-            boxes, valid, shape[1], shape[2], self.anchors[level], self.strides[level], offset, self.anchor_t
-        )
+        return candidates(boxes, valid, grid_sizes, self.anchors, self.strides, offset, self.anchor_t)
 
-    def _assign(self, targets, cells, raw, topk):
-        """SimOTA over all levels' candidates; returns per level `(positive, target box, target label)`."""
+    def _assign(self, targets, slots, raw, topk):
+        """SimOTA over all levels' candidates: `(positive, target box, target label)`, each
+        `(batch, num_levels, K, ...)`."""
         boxes, labels, valid = targets
-        strides = [
-            ops.full((ops.shape(c["valid"])[1],), float(s), "float32") for c, s in zip(cells, self.strides)
-        ]
-        positive, matched = simota(
-            boxes,
-            labels,
-            valid,
-            ops.stop_gradient(ops.concatenate(raw, axis=1)),
-            ops.concatenate([c["cell"] for c in cells], axis=1),
-            ops.concatenate([c["anchor"] for c in cells], axis=1),
-            ops.concatenate(strides, axis=0),
-            ops.concatenate([c["valid"] for c in cells], axis=1),
-            topk,
-        )
+        positive, matched = simota(boxes, labels, valid, slots, ops.stop_gradient(raw), self.strides, topk)
         # A positive learns from the target it was matched to, which may not be the one that proposed it.
-        matched_boxes = ops.take_along_axis(boxes, matched[..., None], axis=1)
-        matched_labels = ops.take_along_axis(labels, matched, axis=1)
-        # Every level has the same number of slots (max_boxes * num_anchors * 5).
-        levels = len(cells)
-        return list(
-            zip(
-                ops.split(positive, levels, axis=1),
-                ops.split(matched_boxes, levels, axis=1),
-                ops.split(matched_labels, levels, axis=1),
-            )
-        )
+        shape = ops.shape(matched)
+        matched = ops.reshape(matched, (shape[0], -1))
+        matched_boxes = ops.reshape(ops.take_along_axis(boxes, matched[..., None], axis=1), (*shape, 4))
+        matched_labels = ops.reshape(ops.take_along_axis(labels, matched, axis=1), shape)
+        return positive, matched_boxes, matched_labels
 
-    def _head_terms(self, outputs, cells, raw, assignment):
-        """Unweighted box, objectness (balanced) and class terms of one head, summed over levels."""
-        box = obj = cls = ops.zeros((), "float32")
-        for level, (output, cell, level_raw, (positive, target_box, target_label)) in enumerate(
-            zip(outputs, cells, raw, assignment)
-        ):
-            b, o, c = self._level_terms(level, output, cell, level_raw, positive, target_box, target_label)
-            box, obj, cls = box + b, obj + o * self.balance[level], cls + c
-        return box, obj, cls
+    def _head_terms(self, outputs, slots, raw, assignment):
+        """Unweighted box, objectness (balanced) and class terms of one head, summed over levels.
 
-    def _level_terms(self, level, output, cells, raw, positive, target_box, target_label):
-        stride = float(self.strides[level])
+        `raw`: `(batch, num_levels, K, 5 + num_classes)` the head's logits at the candidates.
+        """
+        positive, target_box, target_label = assignment
+        stride = ops.convert_to_tensor([float(s) for s in self.strides], "float32")[:, None, None]
         weight = ops.cast(positive, "float32")
-        count = ops.sum(weight)
-        denominator = ops.maximum(count, 1.0)
+        count = ops.maximum(ops.sum(weight, axis=(0, 2)), 1.0)  # per level; empty levels add 0
 
         s = ops.sigmoid(raw[..., :4])
         predicted = ops.concatenate(
-            [s[..., :2] * 2.0 - 0.5, (s[..., 2:4] * 2.0) ** 2 * (cells["anchor"] / stride)], axis=-1
+            [s[..., :2] * 2.0 - 0.5, (s[..., 2:4] * 2.0) ** 2 * (slots["anchor"] / stride)], -1
         )
         target = ops.concatenate(
-            [target_box[..., :2] / stride - cells["cell"], target_box[..., 2:4] / stride], -1
+            [target_box[..., :2] / stride - slots["cell"], target_box[..., 2:4] / stride], -1
         )
         target = ops.where(positive[..., None], target, ops.convert_to_tensor(_NEUTRAL_BOX, "float32"))
-        ciou = complete_iou(predicted, target)
-        box = ops.sum(weight * (1.0 - ciou)) / denominator
-
-        # Dense objectness target: clamp(CIoU, 0) at positive cells, 0 elsewhere.
-        shape = ops.shape(output)
-        cells_per_image = shape[1] * shape[2] * shape[3]
-        num_cells = shape[0] * cells_per_image
-        ids = cells["index"] + ops.arange(shape[0], dtype="int32")[:, None] * cells_per_image
-        quality = ops.stop_gradient(ops.maximum(ciou, 0.0)) * weight
-        objectness_target = ops.segment_max(
-            ops.reshape(quality, (-1,)), ops.reshape(ids, (-1,)), num_segments=num_cells
-        )
-        objectness_target = ops.maximum(objectness_target, 0.0)  # empty segments hold -inf
-        objectness = ops.reshape(output[..., 4], (-1,))
-        obj = ops.mean(_bce_with_logits(objectness, objectness_target))
+        ciou = complete_iou(predicted, target)  # (B, L, K)
+        box = ops.sum(ops.sum(weight * (1.0 - ciou), axis=(0, 2)) / count)
 
         if self.num_classes > 1:
             positive_value, negative_value = 1.0 - 0.5 * self.label_smoothing, 0.5 * self.label_smoothing
             class_target = ops.one_hot(target_label, self.num_classes) * (positive_value - negative_value)
             class_target = class_target + negative_value
             per_candidate = ops.sum(_bce_with_logits(raw[..., 5:], class_target), axis=-1)
-            cls = ops.sum(weight * per_candidate) / (denominator * self.num_classes)
+            cls = ops.sum(ops.sum(weight * per_candidate, axis=(0, 2)) / (count * self.num_classes))
         else:
             cls = ops.zeros((), "float32")
+
+        # Dense objectness target: clamp(CIoU, 0) at positive cells, 0 elsewhere.
+        quality = ops.stop_gradient(ops.maximum(ciou, 0.0)) * weight
+        obj = ops.zeros((), "float32")
+        for level, output in enumerate(outputs):
+            shape = ops.shape(output)
+            cells_per_image = shape[1] * shape[2] * shape[3]
+            ids = slots["index"][:, level] + ops.arange(shape[0], dtype="int32")[:, None] * cells_per_image
+            objectness_target = ops.segment_max(
+                ops.reshape(quality[:, level], (-1,)),
+                ops.reshape(ids, (-1,)),
+                num_segments=shape[0] * cells_per_image,
+            )
+            objectness_target = ops.maximum(objectness_target, 0.0)  # empty segments hold -inf
+            level_obj = ops.mean(_bce_with_logits(ops.reshape(output[..., 4], (-1,)), objectness_target))
+            obj = obj + level_obj * self.balance[level]
         return box, obj, cls
 
     def get_config(self):
