@@ -56,7 +56,6 @@ def compiled_step(loss):
         return jax.jit(
             jax.value_and_grad(lambda preds, y_true: loss.compute_components(y_true, preds)["loss"])
         )
-    import torch
 
     def step(preds, y_true):
         preds = [p.detach().requires_grad_() for p in preds]
@@ -99,8 +98,9 @@ def main():
         float(value)
         times.append(time.perf_counter() - start)
     print(
-        f"{keras.backend.backend()} {args.preset} {args.size}px batch {args.batch} max_boxes {args.max_boxes} "
-        f"({args.boxes_per_image} boxes/image): loss {float(value):.4f}, first call {first:.2f} s, "
+        f"{keras.backend.backend()} {args.preset} {args.size}px batch {args.batch} "
+        f"max_boxes {args.max_boxes} ({args.boxes_per_image} boxes/image): loss {float(value):.4f}, "
+        f"first call {first:.2f} s, "
         f"then median {np.median(times) * 1000:.0f} ms (min {min(times) * 1000:.0f} ms) per loss + gradient"
     )
 

@@ -258,6 +258,25 @@ def test_compiled_value_and_gradient_match_eager_slow(name):
     _check_compiled_against_eager(name)
 
 
+def test_tensorflow_graph_with_unknown_shapes():
+    """model.fit on TensorFlow without XLA traces with unknown batch, grid and max_boxes sizes."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow graph tracing")
+    import tensorflow as tf
+
+    case = load_case("p6_w6_aux_256")
+    loss = case_loss(case, "p6")
+    output_specs = [tf.TensorSpec((None, None, None, 3, 85), tf.float32) for _ in case["preds"]]
+    target_specs = [tf.TensorSpec((None, None, 4), tf.float32), tf.TensorSpec((None, None), tf.int32)]
+
+    @tf.function(input_signature=[output_specs, *target_specs])
+    def total(preds, boxes, labels):
+        return loss.compute_components({"boxes": boxes, "labels": labels}, preds)["total"]
+
+    value = total(case["preds"], case["y_true"]["boxes"], case["y_true"]["labels"])
+    np.testing.assert_allclose(float(value), float(case["loss_items"][3]), rtol=1e-4)
+
+
 def test_batch_without_boxes_gives_objectness_only():
     case = load_case("p5_tiny_nc3_smooth_192")
     loss = case_loss(case, "tiny")

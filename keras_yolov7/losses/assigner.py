@@ -200,16 +200,15 @@ def _class_cost(candidate_raw, labels, num_classes):
     """`(batch, M, N)`: `sum_c BCE(y_c, one_hot(label)_c)` with `y = sqrt(sigmoid(cls) * sigmoid(obj))`.
 
     `sum_c -log(1 - y_c)` is shared by all targets; a target of class `t` swaps one term for
-    `-log(y_t)`. Computing the shared sum once per candidate and gathering the correction for each
-    target's class avoids the `(M, N, num_classes)` tensor of the direct form. Logs are taken in
-    log space (`log y = (log sigmoid(obj) + log sigmoid(cls)) / 2`) so that a saturated sigmoid gives a
-    large finite cost instead of infinity.
+    `-log(y_t)`. Computing the shared sum once per candidate and picking the correction
+    `log(1 - y_t) - log(y_t)` of each target's class avoids the `(M, N, num_classes)` tensor of the
+    direct form. Logs are taken in log space (`log y = (log sigmoid(obj) + log sigmoid(cls)) / 2`)
+    so that a saturated sigmoid gives a large finite cost instead of infinity.
     """
     objectness = candidate_raw[..., 4:5]
     log_y = 0.5 * (_log_sigmoid(objectness) + _log_sigmoid(candidate_raw[..., 5:]))  # (B, N, C)
     log_not_y = ops.log(ops.maximum(-ops.expm1(log_y), 1e-30))
     background = -ops.sum(log_not_y, axis=-1)  # (B, N)
-    correction = ops.transpose(log_not_y - log_y, (0, 2, 1))  # (B, C, N)
     # One-hot contraction rather than a gather: XLA would fuse a gather with the producer of
     # `correction` and recompute its logarithms for every (target, candidate) pair. Products with
     # exact zeros and ones keep the selected value exact.

@@ -37,8 +37,9 @@ class YOLOv7Loss(keras.losses.Loss):
     Assignment: every target proposes candidate cells per level and anchor (anchor ratio below
     `anchor_t`; the centre cell and neighbours), and SimOTA picks each target's positives among all
     candidates of its image using the lead head's predictions (no gradient). The lead head is
-    trained on the fine assignment (centre + up to 2 neighbours); auxiliary outputs, when given, on
-    the coarse one (centre + 4 neighbours), both guided by the lead head, weighted `aux_weight`.
+    trained on the fine assignment (the centre cell and the neighbours less than half a cell away,
+    usually 2); auxiliary outputs, when given, on the coarse one (the centre cell and its 4
+    neighbours), also chosen on the lead head's predictions, weighted `aux_weight`.
 
     Per level: `box = mean(1 - CIoU)` over positives (grid units, relative to the cell);
     objectness BCE over all cells against `clamp(CIoU, 0)` at the positives (no gradient through the
@@ -133,8 +134,8 @@ class YOLOv7Loss(keras.losses.Loss):
     @classmethod
     def from_detector(cls, model, **kwargs):
         """The official loss of a `YOLOv7Detector`: its classes, anchors and strides, and the gains
-        of its family (`OFFICIAL_GAINS`: "tiny" for yolov7_tiny, "p6" for models with an auxiliary
-        head, else "p5"). Keyword arguments override any constructor argument."""
+        of its family (`OFFICIAL_GAINS`: "tiny" for yolov7_tiny, "p6" for four-level models, else
+        "p5"). Keyword arguments override any constructor argument."""
         if model.architecture == "yolov7_tiny":
             family = "tiny"
         elif model.num_levels == 4:
