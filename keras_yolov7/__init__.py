@@ -5,6 +5,7 @@ import importlib
 from keras_yolov7 import convert
 from keras_yolov7 import datasets
 from keras_yolov7 import layers
+from keras_yolov7 import losses
 from keras_yolov7 import models
 from keras_yolov7 import ops
 from keras_yolov7 import training
@@ -23,4 +24,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_yolov7' has no attribute {name!r}")
 
 
-__all__ = ["YOLOv7Detector", "convert", "datasets", "layers", "models", "ops", "training", *_LAZY]
+__all__ = ["YOLOv7Detector", "convert", "datasets", "layers", "losses", "models", "ops", "training", *_LAZY]
