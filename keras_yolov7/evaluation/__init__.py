@@ -1,0 +1,25 @@
+"""COCO evaluation, the evaluation callback and plots."""
+
+from keras_yolov7.evaluation import metrics
+from keras_yolov7.evaluation import plots
+from keras_yolov7.evaluation.callback import COCOEvaluationCallback
+from keras_yolov7.evaluation.coco import detections_to_coco
+from keras_yolov7.evaluation.coco import evaluate_detections
+from keras_yolov7.evaluation.coco import ground_truth_to_coco
+from keras_yolov7.evaluation.inference import DETECTION_SETTINGS
+from keras_yolov7.evaluation.inference import EVALUATION_SETTINGS
+from keras_yolov7.evaluation.inference import evaluate_model
+from keras_yolov7.evaluation.inference import predict_dataset
+
+__all__ = [
+    "DETECTION_SETTINGS",
+    "EVALUATION_SETTINGS",
+    "COCOEvaluationCallback",
+    "detections_to_coco",
+    "evaluate_detections",
+    "evaluate_model",
+    "ground_truth_to_coco",
+    "metrics",
+    "plots",
+    "predict_dataset",
+]
