@@ -365,7 +365,10 @@ def test_predict_dataset_maps_model_outputs_to_original_pixels(tiny_model):
 def test_callback_logs_metrics_and_keeps_best_weights(tiny_model, tmp_path):
     batches, dataset = tiny_validation_set()
     best = tmp_path / "best.weights.h5"
-    callback = COCOEvaluationCallback(batches, dataset, save_best_path=str(best), verbose=0)
+    plot_dir = tmp_path / "plots"
+    callback = COCOEvaluationCallback(
+        batches, dataset, save_best_path=str(best), plot_dir=str(plot_dir), verbose=0
+    )
     csv_path = tmp_path / "log.csv"
     callbacks = keras.callbacks.CallbackList(
         [callback, keras.callbacks.CSVLogger(str(csv_path))],
@@ -386,6 +389,10 @@ def test_callback_logs_metrics_and_keeps_best_weights(tiny_model, tmp_path):
         row = next(csv.DictReader(f))
     assert float(row["val_mAP50"]) == pytest.approx(history["val_mAP50"][0])
     assert best.is_file() and best.stat().st_size > 0
+    written = sorted(p.name for p in plot_dir.iterdir())
+    assert written == sorted(
+        ["PR_curve.png", "F1_curve.png", "confusion_matrix.png", "val_batch0.png", "val_batch1.png"]
+    )
 
 
 def test_callback_tracks_the_monitored_metric(tiny_model, tmp_path, monkeypatch):
