@@ -6,15 +6,13 @@ from keras_yolov7.evaluation.callback import COCOEvaluationCallback
 from keras_yolov7.evaluation.coco import detections_to_coco
 from keras_yolov7.evaluation.coco import evaluate_detections
 from keras_yolov7.evaluation.coco import ground_truth_to_coco
-from keras_yolov7.evaluation.inference import DETECTION_SETTINGS
-from keras_yolov7.evaluation.inference import EVALUATION_SETTINGS
+from keras_yolov7.evaluation.inference import compile_detect_function
 from keras_yolov7.evaluation.inference import evaluate_model
 from keras_yolov7.evaluation.inference import predict_dataset
 
 __all__ = [
-    "DETECTION_SETTINGS",
-    "EVALUATION_SETTINGS",
     "COCOEvaluationCallback",
+    "compile_detect_function",
     "detections_to_coco",
     "evaluate_detections",
     "evaluate_model",

@@ -5,6 +5,7 @@ import math
 import keras
 
 from keras_yolov7.evaluation import inference
+from keras_yolov7.ops.postprocess import EVALUATION_SETTINGS
 
 
 class COCOEvaluationCallback(keras.callbacks.Callback):
@@ -69,7 +70,7 @@ class COCOEvaluationCallback(keras.callbacks.Callback):
         self.verbose = verbose
         self.coco_backend = coco_backend
         self.annotation_file = annotation_file
-        self.settings = {**inference.EVALUATION_SETTINGS, **settings}
+        self.settings = {**EVALUATION_SETTINGS, **settings}
         self.best = -math.inf
         self.best_epoch = None
         self.best_weights = None

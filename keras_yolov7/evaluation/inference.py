@@ -6,23 +6,8 @@ import keras
 import numpy as np
 
 from keras_yolov7.evaluation.coco import evaluate_detections
+from keras_yolov7.ops.postprocess import EVALUATION_SETTINGS
 from keras_yolov7.ops.postprocess import postprocess
-
-EVALUATION_SETTINGS = {
-    "confidence_threshold": 0.001,
-    "iou_threshold": 0.65,
-    "max_detections": 300,
-    "multi_label": True,
-}
-"""The official YOLOv7 test.py settings used for COCO mAP."""
-
-DETECTION_SETTINGS = {
-    "confidence_threshold": 0.25,
-    "iou_threshold": 0.45,
-    "max_detections": 300,
-    "multi_label": False,
-}
-"""The official detect.py settings, used for pictures of predictions."""
 
 
 def compile_detect_function(model, **settings):
@@ -112,7 +97,7 @@ def _check_targets(targets):
         )
 
 
-def predict_dataset(model, data, verbose=1, detect_fn=None, **settings):
+def predict_dataset(model, data, verbose=1, detect_fn=None, on_batch=None, **settings):
     """Detections of a model over validation batches, in original-image pixels.
 
     Args:
@@ -125,6 +110,8 @@ def predict_dataset(model, data, verbose=1, detect_fn=None, **settings):
         verbose: show a progress bar.
         detect_fn: optional function from `compile_detect_function`, reused across calls so
             repeated evaluations compile once (the callback does this); `settings` then unused.
+        on_batch: optional `fn(step, images, targets, detections)` called after each batch with
+            NumPy arrays (`detections` as returned by `postprocess`, original pixels).
         **settings: `postprocess` keyword arguments; default `EVALUATION_SETTINGS`.
 
     Returns:
@@ -143,6 +130,8 @@ def predict_dataset(model, data, verbose=1, detect_fn=None, **settings):
             targets["original_size"].astype("int32"),
         )
         out = {k: keras.ops.convert_to_numpy(v) for k, v in out.items()}
+        if on_batch is not None:
+            on_batch(step, images, targets, out)
         for i, image_id in enumerate(targets["image_id"].reshape(-1)):
             n = int(out["num_detections"][i])
             detections.append(
@@ -187,7 +176,15 @@ def evaluate_model(
     Returns:
         the dict of `evaluate_detections` (`mAP`, `mAP50`, `mAP75`, ...).
     """
-    detections = predict_dataset(model, data, verbose=verbose, detect_fn=detect_fn, **settings)
+    plotted = []
+
+    def keep_for_plots(step, images, targets, detections):
+        if plot_dir is not None and step < num_plot_batches:
+            plotted.append((images, targets, detections))
+
+    detections = predict_dataset(
+        model, data, verbose=verbose, detect_fn=detect_fn, on_batch=keep_for_plots, **settings
+    )
     result = evaluate_detections(
         dataset,
         detections,
@@ -196,30 +193,28 @@ def evaluate_model(
         verbose=verbose >= 2,
         plot_dir=plot_dir,
     )
-    if plot_dir is not None and num_plot_batches:
-        plot_validation_batches(model, data, dataset.class_names, plot_dir, num_plot_batches)
+    for step, (images, targets, detections) in enumerate(plotted):
+        plot_batch(images, targets, detections, dataset.class_names, plot_dir, step)
     return result
 
 
-def plot_validation_batches(model, data, class_names, plot_dir, num_batches=3, **settings):
-    """Write val_batch{i}.png: each image's labels beside its predictions (detection settings).
+def plot_batch(images, targets, detections, class_names, plot_dir, step):
+    """Write val_batch{step}.png: labels beside predictions with confidence >= 0.25.
 
-    Boxes are drawn on the letterboxed network input (targets' boxes are xyxy pixels of it), so
-    the detections stay in network-input pixels.
+    As in the official test.py, the pictures show the evaluation detections (drawn from 0.25,
+    the detection threshold); they are moved from original-image pixels back onto the
+    letterboxed network input the images are.
     """
     from keras_yolov7.evaluation import plots
 
-    detect = compile_detect_function(model, **{**DETECTION_SETTINGS, **settings})
-    os.makedirs(plot_dir, exist_ok=True)
-    for step, (images, targets) in enumerate(_numpy_batches(data)):
-        if step >= num_batches:
-            break
-        out = detect(images, None, None, None)
-        out = {k: keras.ops.convert_to_numpy(v) for k, v in out.items()}
-        plots.plot_predictions(
-            images,
-            {"boxes": targets["boxes"], "labels": targets["labels"]},
-            out,
-            class_names,
-            os.path.join(plot_dir, f"val_batch{step}.png"),
-        )
+    scale = targets["scale"].reshape(-1, 1, 1)
+    offset = np.tile(targets["pad"], 2)[:, None, :]
+    found = detections["labels"][..., None] >= 0
+    boxes = np.where(found, detections["boxes"] * scale + offset, -1.0)
+    plots.plot_predictions(
+        images,
+        {"boxes": targets["boxes"], "labels": targets["labels"]},
+        {**detections, "boxes": boxes},
+        class_names,
+        os.path.join(plot_dir, f"val_batch{step}.png"),
+    )

@@ -23,6 +23,22 @@ from keras_yolov7.ops.boxes import center_xywh_to_xyxy
 from keras_yolov7.ops.decode import decode_predictions
 from keras_yolov7.ops.nms import non_max_suppression
 
+EVALUATION_SETTINGS = {
+    "confidence_threshold": 0.001,
+    "iou_threshold": 0.65,
+    "max_detections": 300,
+    "multi_label": True,
+}
+"""The official YOLOv7 test.py settings, used for COCO mAP."""
+
+DETECTION_SETTINGS = {
+    "confidence_threshold": 0.25,
+    "iou_threshold": 0.45,
+    "max_detections": 300,
+    "multi_label": False,
+}
+"""The official YOLOv7 detect.py settings (the `postprocess` defaults)."""
+
 
 def select_candidates(predictions, confidence_threshold, multi_label, pre_nms_top_k):
     """The `pre_nms_top_k` best (box, class) candidates of decoded predictions.
