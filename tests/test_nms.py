@@ -187,13 +187,15 @@ def test_nms_threshold_is_strict_and_empty_input_gives_padding():
     boxes = np.array([[[0, 0, 10, 10], [0, 0, 10, 5], [50, 50, 60, 60]]], "float32")
     scores = np.array([[0.9, 0.8, 0.2]], "float32")
     # IoU of the first two is exactly 0.5: not above 0.5, so both stay.
-    out = numpy_dict(non_max_suppression(boxes, scores, None, 0.5, 0.2, 4))
+    # Thresholds as arguments: one compilation on JAX for the three calls.
+    run = fast(lambda b, s, iou, conf: non_max_suppression(b, s, None, iou, conf, 4))
+    out = numpy_dict(run(boxes, scores, 0.5, 0.2))
     assert out["num_detections"][0] == 2  # the third box has score == threshold: ignored
     assert out["boxes"].shape == (1, 4, 4)
     np.testing.assert_array_equal(out["labels"][0], [0, 0, -1, -1])
-    out = numpy_dict(non_max_suppression(boxes, scores, None, 0.49, 0.0, 4))
+    out = numpy_dict(run(boxes, scores, 0.49, 0.0))
     np.testing.assert_array_equal(out["confidence"][0], np.float32([0.9, 0.2, -1, -1]))
-    empty = numpy_dict(non_max_suppression(boxes, scores, None, 0.5, 0.95, 4))
+    empty = numpy_dict(run(boxes, scores, 0.5, 0.95))
     assert empty["num_detections"][0] == 0
     assert np.all(empty["boxes"] == -1) and np.all(empty["labels"] == -1)
 

@@ -149,9 +149,6 @@ def greedy_nms(boxes, scores, labels, groups, valid, iou_threshold, max_detectio
     def more_work(t, *state):
         return ops.logical_and(t < active_tiles, ops.any(state[-1] < capacity))
 
-    def step(t, *state):
-        return resolve_tile(t, *state)
-
     init = (
         ops.convert_to_tensor(0, "int32"),
         ops.full((batch, capacity, 4), -1.0, boxes.dtype),
@@ -160,7 +157,7 @@ def greedy_nms(boxes, scores, labels, groups, valid, iou_threshold, max_detectio
         ops.full((batch, capacity), -1, "int32"),
         ops.zeros((batch,), "int32"),
     )
-    _, kept_boxes, kept_scores, kept_labels, _, count = ops.while_loop(more_work, step, init)
+    _, kept_boxes, kept_scores, kept_labels, _, count = ops.while_loop(more_work, resolve_tile, init)
     return kept_boxes, kept_scores, kept_labels, count
 
 
