@@ -157,7 +157,9 @@ def greedy_nms(boxes, scores, labels, groups, valid, iou_threshold, max_detectio
         ops.full((batch, capacity), -1, "int32"),
         ops.zeros((batch,), "int32"),
     )
-    _, kept_boxes, kept_scores, kept_labels, _, count = ops.while_loop(more_work, resolve_tile, init)
+    _, kept_boxes, kept_scores, kept_labels, _, count = ops.while_loop(
+        more_work, resolve_tile, init
+    )
     return kept_boxes, kept_scores, kept_labels, count
 
 
