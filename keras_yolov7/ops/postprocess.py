@@ -9,9 +9,10 @@ Follows the official `non_max_suppression` of YOLOv7 with static shapes:
   (detection) each box keeps its best class only;
 - the official code sorts the candidates and keeps at most `max_nms = 30000` before NMS. Static
   shapes need a fixed capacity, so the `pre_nms_top_k` highest-scoring candidates go to NMS: the
-  same rule with a smaller cap. 3000 is a default that rarely binds even at the evaluation
-  threshold 0.001 and keeps the NMS cost low; raise it towards 30000 to reproduce the official
-  cap exactly;
+  same rule with a smaller cap. When it binds, only the lowest-scoring candidates are dropped.
+  The default 3000 keeps NMS cheap; `pre_nms_top_k=30000` reproduces the official cap exactly,
+  at up to about ten times the NMS cost when few candidates survive (see
+  `benchmarks/nms_cost.py`);
 - class-aware greedy NMS (IoU strictly above `iou_threshold` suppresses), at most
   `max_detections` results per image by descending score.
 """
