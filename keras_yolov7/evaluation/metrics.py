@@ -120,18 +120,22 @@ def match_dataset(dataset, detections, iou_threshold=0.5, max_detections=100):
     return np.concatenate(scores), np.concatenate(hits), np.concatenate(labels), num_gt
 
 
-def average_precision(recall, precision):
-    """COCO's 101-point interpolated AP of one precision-recall curve (detections by score).
+def interpolated_precision(recall, precision):
+    """COCO's precision at the 101 recall thresholds of one curve (detections by score).
 
     Precision is first made monotone (the envelope from the right); at each recall threshold
     the precision of the first point reaching it is taken, 0 where recall never reaches it.
     """
     if len(recall) == 0:
-        return 0.0
+        return np.zeros(len(RECALL_THRESHOLDS))
     envelope = np.maximum.accumulate(np.asarray(precision)[::-1])[::-1]
     index = np.searchsorted(recall, RECALL_THRESHOLDS, side="left")
-    values = np.where(index < len(envelope), envelope[np.minimum(index, len(envelope) - 1)], 0)
-    return float(values.mean())
+    return np.where(index < len(envelope), envelope[np.minimum(index, len(envelope) - 1)], 0.0)
+
+
+def average_precision(recall, precision):
+    """COCO's 101-point interpolated AP: the mean of `interpolated_precision`."""
+    return float(interpolated_precision(recall, precision).mean())
 
 
 def precision_recall_curves(scores, true_positive, labels, num_gt):
@@ -161,13 +165,9 @@ def precision_recall_curves(scores, true_positive, labels, num_gt):
         fp = np.cumsum(~true_positive[mine][order])
         rec = tp / num_gt[c]
         prec = tp / np.maximum(tp + fp, 1)
-        ap[c] = average_precision(rec, prec)
+        pr_precision[c] = interpolated_precision(rec, prec)
+        ap[c] = pr_precision[c].mean()
         if len(conf):
-            envelope = np.maximum.accumulate(prec[::-1])[::-1]
-            index = np.searchsorted(rec, RECALL_THRESHOLDS, side="left")
-            pr_precision[c] = np.where(
-                index < len(envelope), envelope[np.minimum(index, len(envelope) - 1)], 0
-            )
             # Interpolate on descending confidence: x and xp negated to be increasing.
             recall[c] = np.interp(-CONFIDENCE_GRID, -conf, rec, left=0)
             precision[c] = np.interp(-CONFIDENCE_GRID, -conf, prec, left=1)
