@@ -133,11 +133,6 @@ def interpolated_precision(recall, precision):
     return np.where(index < len(envelope), envelope[np.minimum(index, len(envelope) - 1)], 0.0)
 
 
-def average_precision(recall, precision):
-    """COCO's 101-point interpolated AP: the mean of `interpolated_precision`."""
-    return float(interpolated_precision(recall, precision).mean())
-
-
 def precision_recall_curves(scores, true_positive, labels, num_gt):
     """Per-class curves from matched detections (see `match_dataset`).
 
