@@ -176,15 +176,19 @@ def test_curves_ap_equals_pycocotools_per_class_ap50(coco_tiny):
 # --- small cases computed by hand ------------------------------------------------------------
 
 
-def test_single_detection_at_iou_062():
+def test_single_detection_at_iou_062(capsys):
     dataset = one_image_dataset([[0, 0, 10, 10]], [0])
     # [0, 0, 10, 6.2] covers 62 of the 100 pixels: IoU 0.62, a match for IoU 0.50, 0.55, 0.60.
     det = [{"image_id": 1, "boxes": [[0, 0, 10, 6.2]], "scores": [0.9], "labels": [0]}]
     for backend in COCO_BACKENDS:
-        result = evaluate_detections(dataset, det, coco_backend=backend)
+        result = evaluate_detections(dataset, det, coco_backend=backend, verbose=True)
         assert result["mAP50"] == pytest.approx(1.0)
         assert result["mAP75"] == pytest.approx(0.0)
         assert result["mAP"] == pytest.approx(0.3)
+        printed = capsys.readouterr().out
+        assert "(AP) @[ IoU=0.50      | area=   all | maxDets=100 ] = 1.000" in printed
+        assert "(AP) @[ IoU=0.75      | area=   all | maxDets=100 ] = 0.000" in printed
+        assert "(AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.300" in printed
 
 
 def test_false_positive_first_gives_two_thirds():
