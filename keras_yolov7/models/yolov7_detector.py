@@ -30,6 +30,12 @@ class YOLOv7Detector(keras.Model):
             any size that is a multiple of the largest stride.
         anchors: `(num_levels, num_anchors, 2)` anchor sizes in pixels, overriding the
             architecture's (official checkpoints may carry anchors re-fitted by autoanchor).
+        confidence_threshold, iou_threshold, max_detections, multi_label: `predict()` settings:
+            detections need objectness * class probability above `confidence_threshold`, greedy
+            class-aware NMS suppresses at IoU above `iou_threshold`, at most `max_detections` per
+            image; `multi_label` lets a box be detected as several classes. Defaults: the official
+            detection setting (0.25, 0.45, 300, False); `keras_yolov7.ops.EVALUATION_SETTINGS`
+            holds the official evaluation one (0.001, 0.65, 300, True).
         fused: inference form: BatchNormalization folded into convs, RepConv branches merged,
             implicit vectors folded into the head, no auxiliary head. Use `get_fused()` to turn a
             trained model into this form.
@@ -55,6 +61,10 @@ class YOLOv7Detector(keras.Model):
         class_names=None,
         image_size=None,
         anchors=None,
+        confidence_threshold=0.25,
+        iou_threshold=0.45,
+        max_detections=300,
+        multi_label=False,
         fused=False,
         elan_chain_block="conv",
         **kwargs,
@@ -96,6 +106,12 @@ class YOLOv7Detector(keras.Model):
         self.anchors = np.asarray(arch["anchors"], np.float32).reshape(len(self.strides), -1, 2)
         self.num_levels = len(self.strides)
         self.has_auxiliary_head = not self.fused and bool(arch.get("aux"))
+        self.set_prediction_settings(
+            confidence_threshold=confidence_threshold,
+            iou_threshold=iou_threshold,
+            max_detections=max_detections,
+            multi_label=multi_label,
+        )
 
     @classmethod
     def from_preset(cls, preset, num_classes=80, **kwargs):
@@ -139,6 +155,7 @@ class YOLOv7Detector(keras.Model):
             "class_names": self.class_names,
             "image_size": self.image_size,
             "anchors": self.anchors.tolist(),
+            **self.prediction_settings,
             "fused": self.fused,
             "elan_chain_block": self.elan_chain_block,
         }
@@ -146,6 +163,72 @@ class YOLOv7Detector(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    # Prediction -----------------------------------------------------------------------------
+
+    def set_prediction_settings(self, **settings):
+        """Changes what `predict()` returns: `confidence_threshold`, `iou_threshold`,
+        `max_detections`, `multi_label` (see the class docstring)."""
+        current = dict(getattr(self, "prediction_settings", {}))
+        unknown = set(settings) - {"confidence_threshold", "iou_threshold", "max_detections", "multi_label"}
+        if unknown:
+            raise ValueError(f"unknown prediction settings {sorted(unknown)}")
+        current.update(settings)
+        for name in ("confidence_threshold", "iou_threshold"):
+            value = float(current[name])
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {current[name]}")
+            current[name] = value
+        if int(current["max_detections"]) < 1:
+            raise ValueError(f"max_detections must be >= 1, got {current['max_detections']}")
+        current["max_detections"] = int(current["max_detections"])
+        current["multi_label"] = bool(current["multi_label"])
+        self.prediction_settings = current
+        self.predict_function = None
+
+    def decode_detections(self, raw_outputs, scale=None, pad=None, original_size=None):
+        """Raw outputs -> detections with the model's prediction settings (keras.ops; compiled by
+        `predict`).
+
+        Returns:
+            {"boxes": (batch, max_detections, 4) in `bounding_box_format`, "confidence":
+            (batch, max_detections), "labels": (batch, max_detections) int32, "num_detections":
+            (batch,) int32}, sorted by confidence and padded with -1. Boxes are in pixels of the
+            network input, or of the original images when the letterbox `scale` (batch,) and
+            `pad` (batch, 2) (x, y) are given (clipped to `original_size` (batch, 2) (height,
+            width) when given).
+        """
+        from keras_yolov7.ops.postprocess import postprocess
+
+        return postprocess(
+            list(raw_outputs)[: self.num_levels],
+            self.anchors,
+            self.strides,
+            self.num_classes,
+            bounding_box_format=self.bounding_box_format,
+            scale=scale,
+            pad=pad,
+            original_size=original_size,
+            **self.prediction_settings,
+        )
+
+    def predict_step(self, *args):
+        """Forward pass + decoding + NMS. Accepts images, `(images, targets)` or
+        `{"images": ...}`; targets carrying letterbox "scale" and "pad" (the validation pipeline's)
+        map the boxes back to original image pixels."""
+        *state, data = args
+        letterbox = {}
+        if isinstance(data, dict):
+            images = data["images"]
+        else:
+            images, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
+            if isinstance(targets, dict) and "scale" in targets and "pad" in targets:
+                letterbox = {key: targets.get(key) for key in ("scale", "pad", "original_size")}
+        outputs = super().predict_step(*state, (images,))
+        if keras.backend.backend() == "jax":
+            raw, non_trainable = outputs
+            return self.decode_detections(raw, **letterbox), non_trainable
+        return self.decode_detections(outputs, **letterbox)
 
     # Training -------------------------------------------------------------------------------
 

@@ -58,21 +58,29 @@ def select_candidates(predictions, confidence_threshold, multi_label, pre_nms_to
         the backend's `top_k` is not stable.
     """
     predictions = ops.convert_to_tensor(predictions)
-    num_boxes, num_classes = predictions.shape[1], predictions.shape[2] - 5
+    num_classes = predictions.shape[2] - 5
     boxes = center_xywh_to_xyxy(predictions[..., :4])
     class_scores = predictions[..., 4:5] * predictions[..., 5:]
     if multi_label and num_classes > 1:
-        flat = ops.reshape(class_scores, (-1, num_boxes * num_classes))
+        flat = ops.reshape(class_scores, (ops.shape(class_scores)[0], -1))
     else:
         flat = ops.max(class_scores, axis=-1)
     flat = ops.where(flat > confidence_threshold, flat, -1.0)
-    scores, index = ops.top_k(flat, min(int(pre_nms_top_k), flat.shape[1]))
+    capacity = int(pre_nms_top_k)
+    if flat.shape[1] is None or flat.shape[1] < capacity:
+        # Fewer candidates than the capacity (or a count unknown while tracing, e.g. in Keras'
+        # predict function on images of any size): pad with non-candidates so top_k's k is static.
+        flat = ops.concatenate([flat, -ops.ones((ops.shape(flat)[0], capacity), flat.dtype)], axis=1)
+    scores, index = ops.top_k(flat, capacity)
     order = ops.argsort(index, axis=-1)
     scores = ops.take_along_axis(scores, order, axis=1)
     index = ops.take_along_axis(index, order, axis=1)
+    # Padding entries point past the real candidates; any in-range index serves (their score is -1).
+    index = ops.minimum(index, ops.shape(predictions)[1] * max(num_classes, 1) - 1)
     if multi_label and num_classes > 1:
         box_index, labels = index // num_classes, index % num_classes
     else:
+        index = ops.minimum(index, ops.shape(predictions)[1] - 1)
         box_index = index
         labels = ops.take_along_axis(
             ops.argmax(class_scores, axis=-1), ops.cast(index, "int32"), axis=1
