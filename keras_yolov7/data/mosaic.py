@@ -75,8 +75,8 @@ def compose(tiles, sizes, indices, offsets, window):
     Args:
         tiles: `(pool, S, S, 3)` uint8, content top-left.
         sizes: `(pool, 2)` int32 `(height, width)` of each tile's content.
-        indices: list of scalar int32 tensors, the tiles to paste (python list, static length).
-        offsets: `(len(indices), 2)` int32 `(x, y)` canvas corner of each pasted tile.
+        indices: `(n,)` int32, the tiles to paste.
+        offsets: `(n, 2)` int32 `(x, y)` canvas corner of each pasted tile.
         window: `(4,)` int32 `(x0, y0, x1, y1)`, the canvas rectangle to build; it must lie inside
             the canvas so that pixels outside every tile but inside the canvas read 114.
 
@@ -85,43 +85,44 @@ def compose(tiles, sizes, indices, offsets, window):
     """
     x0, y0, x1, y1 = tf.unstack(window)
     height, width = y1 - y0, x1 - x0
+
     # The tiles never overlap, so adding each tile minus 114 (wrapping uint8 arithmetic) onto
     # zeros and adding 114 back reproduces every tile pixel exactly and 114 elsewhere.
-    canvas = tf.zeros(tf.stack([height, width, 3]), tf.uint8)
-    for k, index in enumerate(indices):
-        tile_height, tile_width = sizes[index, 0], sizes[index, 1]
+    def paste(k, canvas):
+        index = indices[k]
         ox, oy = offsets[k, 0], offsets[k, 1]
         left = tf.clip_by_value(ox, x0, x1)
-        right = tf.clip_by_value(ox + tile_width, left, x1)
+        right = tf.clip_by_value(ox + sizes[index, 1], left, x1)
         top = tf.clip_by_value(oy, y0, y1)
-        bottom = tf.clip_by_value(oy + tile_height, top, y1)
+        bottom = tf.clip_by_value(oy + sizes[index, 0], top, y1)
         crop = tiles[index, top - oy : bottom - oy, left - ox : right - ox]
         crop = crop - tf.constant(PAD_VALUE, tf.uint8)
-        canvas += _place(crop, top - y0, left - x0, height, width)
+        return k + 1, canvas + _place(crop, top - y0, left - x0, height, width)
+
+    canvas = tf.zeros(tf.stack([height, width, 3]), tf.uint8)
+    _, canvas = tf.while_loop(
+        lambda k, _: k < tf.shape(indices)[0], paste, (tf.constant(0), canvas)
+    )
     return canvas + tf.constant(PAD_VALUE, tf.uint8)
 
 
-def shift_boxes(boxes, counts, indices, offsets, canvas_size):
+def shift_boxes(boxes, labels, counts, indices, offsets, canvas_size):
     """Moves each pasted tile's boxes onto the canvas and clips them to it.
 
     Args:
         boxes: `(pool, K, 4)` float32 xyxy tile pixels (rows past `counts` are padding).
+        labels: `(pool, K)` int32.
         counts: `(pool,)` int32 boxes per tile.
         indices, offsets: as for `compose`.
-        canvas_size: the canvas side in pixels.
+        canvas_size: the canvas side in pixels (scalar).
 
     Returns:
-        `(boxes (n, 4) float32 xyxy canvas pixels, tile_rows (n, 2) int32)`: for each box its
-        `(tile index, row)` so the caller can gather labels.
+        `(boxes (m, 4) float32 xyxy canvas pixels, labels (m,) int32)`.
     """
-    moved, rows = [], []
-    for k, index in enumerate(indices):
-        count = counts[index]
-        offset = tf.cast(tf.tile(offsets[k], [2]), tf.float32)
-        moved.append(boxes[index, :count] + offset)
-        rows.append(tf.stack([tf.fill([count], index), tf.range(count)], axis=1))
-    moved = tf.clip_by_value(tf.concat(moved, 0), 0.0, float(canvas_size))
-    return moved, tf.concat(rows, 0)
+    moved = tf.gather(boxes, indices) + tf.cast(tf.tile(offsets, [1, 2]), tf.float32)[:, None, :]
+    valid = tf.range(tf.shape(boxes)[1])[None, :] < tf.gather(counts, indices)[:, None]
+    moved = tf.clip_by_value(tf.boolean_mask(moved, valid), 0.0, tf.cast(canvas_size, tf.float32))
+    return moved, tf.boolean_mask(tf.gather(labels, indices), valid)
 
 
 def _place(crop, top, left, height, width):

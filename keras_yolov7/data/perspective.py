@@ -23,8 +23,9 @@ def random_matrix(seed, canvas_size, out_size, config):
 
     Args:
         seed: `(2,)` int stateless seed.
-        canvas_size: canvas side in pixels (2S for a mosaic, S for one letterboxed image).
-        out_size: output side S in pixels.
+        canvas_size: canvas side in pixels (2S for a mosaic, S for one letterboxed image;
+            python int or scalar tensor).
+        out_size: output side S in pixels (python int).
         config: an `AugmentationConfig` (degrees, translate, scale, shear, perspective).
 
     Returns:
@@ -44,8 +45,8 @@ def random_matrix(seed, canvas_size, out_size, config):
     translate = (0.5 + symmetric(u[6:8], config.translate)) * float(out_size)
 
     one, zero = tf.constant(1.0), tf.constant(0.0)
-    half = canvas_size / 2.0
-    center = tf.constant([[1.0, 0.0, -half], [0.0, 1.0, -half], [0.0, 0.0, 1.0]])
+    half = tf.cast(canvas_size, tf.float32) / 2.0
+    center = tf.stack([[one, zero, -half], [zero, one, -half], [zero, zero, one]])
     perspective = tf.stack([[one, zero, zero], [zero, one, zero], [perspective_x, perspective_y, one]])
     # cv2.getRotationMatrix2D convention: a positive angle turns the image counter-clockwise.
     a, b = scale * tf.cos(angle), scale * tf.sin(angle)
@@ -70,8 +71,9 @@ def sampled_window(matrix, canvas_size, out_size):
     points = points[:, :2] / points[:, 2:3]
     low = tf.floor(tf.reduce_min(points, axis=0)) - _WINDOW_MARGIN
     high = tf.math.ceil(tf.reduce_max(points, axis=0)) + _WINDOW_MARGIN + 1
-    low = tf.clip_by_value(low, 0.0, float(canvas_size))
-    high = tf.clip_by_value(high, low, float(canvas_size))
+    canvas_size = tf.cast(canvas_size, tf.float32)
+    low = tf.clip_by_value(low, 0.0, canvas_size)
+    high = tf.clip_by_value(high, low, canvas_size)
     return tf.cast(tf.concat([low, high], axis=0), tf.int32)
 
 

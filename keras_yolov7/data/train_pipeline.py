@@ -110,8 +110,8 @@ def make_train_dataset(
     samples = (
         tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         .take(1)
-        .flat_map(lambda key: sampler.epoch(key, pool_size, shuffle))
-        .map(sampler.sample, num_parallel_calls=tf.data.AUTOTUNE)
+        .flat_map(_graph_only(lambda key: sampler.epoch(key, pool_size, shuffle)))
+        .map(_graph_only(sampler.sample), num_parallel_calls=tf.data.AUTOTUNE)
         # An image that fails to decode mid-training (changed after the read-time check) is
         # skipped by the decode stage; the epoch is then topped up from the next pass, so the
         # cardinality Keras relies on always holds.
@@ -124,7 +124,7 @@ def make_train_dataset(
     batches = samples.batch(batch_size, drop_remainder=drop_remainder)
     if augment_layer is not None:
         batches = batches.map(
-            lambda images, targets: _apply_layer(augment_layer, images, targets, max_boxes),
+            _graph_only(lambda images, targets: _apply_layer(augment_layer, images, targets, max_boxes)),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return batches.prefetch(tf.data.AUTOTUNE)
@@ -148,7 +148,7 @@ class _Sampler:
             order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([key, -1]))
         pools = (
             tf.data.Dataset.from_tensor_slices(order)
-            .map(self.load_tile, num_parallel_calls=tf.data.AUTOTUNE)
+            .map(_graph_only(self.load_tile), num_parallel_calls=tf.data.AUTOTUNE)
             .ignore_errors(log_warning=True)
             .batch(pool_size)
             .prefetch(1)
@@ -159,10 +159,10 @@ class _Sampler:
             count = tf.shape(pool["count"])[0]
             first = tf.cast(pool_index, tf.int64) * pool_size
             return tf.data.Dataset.range(tf.cast(count, tf.int64)).map(
-                lambda j: (pool, tf.cast(j, tf.int32), tf.stack([key, first + j]))
+                _graph_only(lambda j: (pool, tf.cast(j, tf.int32), tf.stack([key, first + j])))
             )
 
-        return pools.flat_map(expand)
+        return pools.flat_map(_graph_only(expand))
 
     def load_tile(self, index):
         """Decodes image `index`, resizes its longer side to S and stores it top-left in S x S."""
@@ -223,64 +223,63 @@ class _Sampler:
 
     def _warped(self, pool, main, use_mosaic, key):
         """A mosaic (or one letterboxed image) through the random perspective and box filter."""
-        if use_mosaic is True:
-            parts = self._mosaic(pool, main, key)
-        elif use_mosaic is False:
-            parts = self._single(pool, main, key)
-        else:
-            parts = tf.cond(
-                use_mosaic, lambda: self._mosaic(pool, main, key), lambda: self._single(pool, main, key)
-            )
-        canvas, window, matrix, scale, boxes, labels = parts
+        keys = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+        indices, offsets, canvas_size = self._layout(pool, main, use_mosaic, keys[0])
+        matrix, scale = random_matrix(keys[1], canvas_size, self.size, self.config)
+        window = sampled_window(matrix, canvas_size, self.size)
+        canvas = compose(pool["image"], pool["size"], indices, offsets, window)
         image = warp_image(canvas, matrix, window, self.size, projective=self.config.perspective > 0)
+        boxes, labels = shift_boxes(pool["boxes"], pool["labels"], pool["count"], indices, offsets, canvas_size)
         warped = warp_boxes(boxes, matrix, self.size)
         keep = box_candidates(boxes * scale, warped, self.config)
         return image, tf.boolean_mask(warped, keep), tf.boolean_mask(labels, keep)
 
-    def _mosaic(self, pool, main, key):
-        """4- or 9-image mosaic on a 2S canvas: (window pixels, window, matrix, scale, boxes,
-        labels)."""
-        size, canvas_size = self.size, 2 * self.size
-        keys = tf.unstack(tf.random.experimental.stateless_split(key, 4))
-        matrix, scale = random_matrix(keys[0], canvas_size, size, self.config)
-        window = sampled_window(matrix, canvas_size, size)
-        pool_length = tf.shape(pool["count"])[0]
-        partners = tf.unstack(tf.random.stateless_uniform([8], keys[1], 0, pool_length, tf.int32))
+    def _layout(self, pool, main, use_mosaic, key):
+        """Which tiles go where: `(indices (n,), offsets (n, 2) (x, y), canvas side)`.
 
-        def build(indices, offsets):
-            pixels = compose(pool["image"], pool["size"], indices, offsets, window)
-            boxes, rows = shift_boxes(pool["boxes"], pool["count"], indices, offsets, canvas_size)
-            return pixels, boxes, tf.gather_nd(pool["labels"], rows)
+        A 4-image mosaic (centre drawn from U(S/2, 3S/2)) or a 9-image one (window corner drawn
+        from U(0, S)) on a 2S canvas, or the main image alone, letterboxed (centred) on an S
+        canvas. The main image is the first tile; partners are drawn from the pool.
+        """
+        size = self.size
+        keys = tf.unstack(tf.random.experimental.stateless_split(key, 3))
+        pool_length = tf.shape(pool["count"])[0]
+        partners = tf.random.stateless_uniform([8], keys[0], 0, pool_length, tf.int32)
 
         def four():
-            indices = [main] + partners[:3]
-            center = tf.random.stateless_uniform([2], keys[2], size // 2, size + size // 2, tf.int32)
-            return build(indices, mosaic4_offsets(tf.gather(pool["size"], indices), center))
+            indices = tf.concat([[main], partners[:3]], 0)
+            center = tf.random.stateless_uniform([2], keys[1], size // 2, size + size // 2, tf.int32)
+            return indices, mosaic4_offsets(tf.gather(pool["size"], indices), center), 2 * size
 
         def nine():
-            indices = [main] + partners
-            corner = tf.random.stateless_uniform([2], keys[2], 0, size, tf.int32)
-            return build(indices, mosaic9_offsets(tf.gather(pool["size"], indices), size, corner))
+            indices = tf.concat([[main], partners], 0)
+            corner = tf.random.stateless_uniform([2], keys[1], 0, size, tf.int32)
+            return indices, mosaic9_offsets(tf.gather(pool["size"], indices), size, corner), 2 * size
 
-        nine_chance = _chance(tf.random.stateless_uniform([], keys[3]), self.config.mosaic9)
-        if nine_chance is True:
-            pixels, boxes, labels = nine()
-        elif nine_chance is False:
-            pixels, boxes, labels = four()
-        else:
-            pixels, boxes, labels = tf.cond(nine_chance, nine, four)
-        return pixels, window, matrix, scale, boxes, labels
+        def mosaic():
+            return _choose(_chance(tf.random.stateless_uniform([], keys[2]), self.config.mosaic9), nine, four)
 
-    def _single(self, pool, main, key):
-        """One image letterboxed (centred, 114) on an S canvas, same outputs as `_mosaic`."""
-        size = self.size
-        matrix, scale = random_matrix(key, size, size, self.config)
-        window = sampled_window(matrix, size, size)
-        height, width = pool["size"][main, 0], pool["size"][main, 1]
-        offsets = tf.stack([(size - width) // 2, (size - height) // 2])[None]
-        pixels = compose(pool["image"], pool["size"], [main], offsets, window)
-        boxes, rows = shift_boxes(pool["boxes"], pool["count"], [main], offsets, size)
-        return pixels, window, matrix, scale, boxes, tf.gather_nd(pool["labels"], rows)
+        def single():
+            height, width = pool["size"][main, 0], pool["size"][main, 1]
+            offsets = tf.stack([(size - width) // 2, (size - height) // 2])[None]
+            return main[None], offsets, size
+
+        return _choose(use_mosaic, mosaic, single)
+
+
+def _choose(condition, if_true, if_false):
+    """`tf.cond`, or a direct call when the condition is a python bool."""
+    if condition is True:
+        return if_true()
+    if condition is False:
+        return if_false()
+    return tf.cond(condition, if_true, if_false)
+
+
+def _graph_only(function):
+    """Skips AutoGraph: the functions use tf.cond / tf.while_loop explicitly, and converting
+    their Python source on every trace took most of the time to build the pipeline."""
+    return tf.autograph.experimental.do_not_convert(function)
 
 
 def _chance(draw, probability):

@@ -85,7 +85,7 @@ def make_val_dataset(
 
     return (
         tf.data.Dataset.range(len(table))
-        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(tf.autograph.experimental.do_not_convert(load), num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
