@@ -33,8 +33,12 @@ def test_orientation_matches_pil_exif_transpose(tmp_path, orientation):
     path = tmp_path / "image.png"
     Image.fromarray(stored).save(path, exif=exif)
     expected = np.asarray(ImageOps.exif_transpose(Image.open(path)))
-    np.testing.assert_array_equal(apply_orientation(tf.constant(stored), orientation).numpy(), expected)
-    np.testing.assert_array_equal(decode_image(tf.constant(str(path)), orientation).numpy(), expected)
+    np.testing.assert_array_equal(
+        apply_orientation(tf.constant(stored), orientation).numpy(), expected
+    )
+    np.testing.assert_array_equal(
+        decode_image(tf.constant(str(path)), orientation).numpy(), expected
+    )
 
 
 def test_decode_converts_grayscale_and_rgba_to_rgb(tmp_path):
@@ -75,7 +79,9 @@ def test_compose_matches_numpy_paste_for_mosaic_layouts(nine):
         indices = list(rng.randint(0, 6, 9 if nine else 4))
         if nine:
             corner = rng.randint(0, size, 2).astype(np.int32)
-            offsets = mosaic9_offsets(tf.constant(sizes[indices]), size, tf.constant(corner)).numpy()
+            offsets = mosaic9_offsets(
+                tf.constant(sizes[indices]), size, tf.constant(corner)
+            ).numpy()
         else:
             center = rng.randint(size // 2, size + size // 2, 2).astype(np.int32)
             offsets = mosaic4_offsets(tf.constant(sizes[indices]), tf.constant(center)).numpy()
@@ -84,7 +90,13 @@ def test_compose_matches_numpy_paste_for_mosaic_layouts(nine):
         x0, y0 = rng.randint(0, size, 2)
         x1, y1 = rng.randint(x0 + 1, 2 * size + 1), rng.randint(y0 + 1, 2 * size + 1)
         window = tf.constant([x0, y0, x1, y1], tf.int32)
-        pasted = compose(tf.constant(tiles), tf.constant(sizes), [tf.constant(i, tf.int32) for i in indices], tf.constant(offsets), window)
+        pasted = compose(
+            tf.constant(tiles),
+            tf.constant(sizes),
+            [tf.constant(i, tf.int32) for i in indices],
+            tf.constant(offsets),
+            window,
+        )
         np.testing.assert_array_equal(pasted.numpy(), reference[y0:y1, x0:x1])
 
 
@@ -95,8 +107,20 @@ def test_mosaic_layouts():
     np.testing.assert_array_equal(offsets, [[30, 50], [50, 48], [20, 60], [50, 60]])
     # equal tiles (h 10, w 20) make a 3 x 3 grid around the centre tile at (S, S), clockwise from
     # the top; the window corner is subtracted.
-    nine = mosaic9_offsets(tf.constant([[10, 20]] * 9, tf.int32), 32, tf.constant([2, 1], tf.int32)).numpy()
-    expected = [[32, 32], [32, 22], [52, 22], [52, 32], [52, 42], [32, 42], [12, 42], [12, 32], [12, 22]]
+    nine = mosaic9_offsets(
+        tf.constant([[10, 20]] * 9, tf.int32), 32, tf.constant([2, 1], tf.int32)
+    ).numpy()
+    expected = [
+        [32, 32],
+        [32, 22],
+        [52, 22],
+        [52, 32],
+        [52, 42],
+        [32, 42],
+        [12, 42],
+        [12, 32],
+        [12, 22],
+    ]
     np.testing.assert_array_equal(nine, np.array(expected) - [2, 1])
 
 
@@ -152,7 +176,9 @@ def test_warp_matches_bilinear_reference_through_the_window(config):
         matrix, _ = random_matrix(tf.constant([i, 9], tf.int64), 96, 48, config)
         window = sampled_window(matrix, 96, 48)
         x0, y0, x1, y1 = window.numpy()
-        warped = warp_image(tf.constant(canvas[y0:y1, x0:x1]), matrix, window, 48, projective=config.perspective > 0)
+        warped = warp_image(
+            tf.constant(canvas[y0:y1, x0:x1]), matrix, window, 48, projective=config.perspective > 0
+        )
         reference = _bilinear_reference(canvas, matrix.numpy().astype(np.float64), 48)
         # the kernel truncates to uint8 (up to 1) and maps coordinates in float32 (a few
         # thousandths of a pixel, i.e. a fraction of a grey level): window or not
@@ -162,12 +188,25 @@ def test_warp_matches_bilinear_reference_through_the_window(config):
 def test_warp_boxes_by_corners_and_clipping():
     scale_shift = tf.constant([[2.0, 0, 5], [0, 2.0, -3], [0, 0, 1]])
     boxes = tf.constant([[1.0, 2, 4, 6], [30, 30, 60, 40]])
-    np.testing.assert_allclose(warp_boxes(boxes, scale_shift, 100).numpy(), [[7, 1, 13, 9], [65, 57, 100, 77]])
+    np.testing.assert_allclose(
+        warp_boxes(boxes, scale_shift, 100).numpy(), [[7, 1, 13, 9], [65, 57, 100, 77]]
+    )
     angle = math.radians(45)
-    rotation = tf.constant([[math.cos(angle), math.sin(angle), 50], [-math.sin(angle), math.cos(angle), 50], [0, 0, 1]], tf.float32)
+    rotation = tf.constant(
+        [
+            [math.cos(angle), math.sin(angle), 50],
+            [-math.sin(angle), math.cos(angle), 50],
+            [0, 0, 1],
+        ],
+        tf.float32,
+    )
     square = tf.constant([[-10.0, -10, 10, 10]])
     half_diagonal = 10 * math.sqrt(2)
-    np.testing.assert_allclose(warp_boxes(square, rotation, 100).numpy(), [[50 - half_diagonal, 50 - half_diagonal, 50 + half_diagonal, 50 + half_diagonal]], atol=1e-4)
+    np.testing.assert_allclose(
+        warp_boxes(square, rotation, 100).numpy(),
+        [[50 - half_diagonal, 50 - half_diagonal, 50 + half_diagonal, 50 + half_diagonal]],
+        atol=1e-4,
+    )
 
 
 def test_box_candidates_official_rule():
@@ -183,7 +222,9 @@ def test_box_candidates_official_rule():
             [0.0, 0, 99, 5],  # aspect 19.8: kept
         ]
     )
-    np.testing.assert_array_equal(box_candidates(before, after, config).numpy(), [True, False, True, False, False, True])
+    np.testing.assert_array_equal(
+        box_candidates(before, after, config).numpy(), [True, False, True, False, False, True]
+    )
 
 
 def test_hsv_matches_colorsys_reference():
@@ -194,7 +235,9 @@ def test_hsv_matches_colorsys_reference():
     for y in range(6):
         for x in range(6):
             h, s, v = colorsys.rgb_to_hsv(*(image[y, x] / 255.0))
-            rgb = colorsys.hsv_to_rgb((h * gains[0]) % 1.0, min(s * gains[1], 1.0), min(v * gains[2], 1.0))
+            rgb = colorsys.hsv_to_rgb(
+                (h * gains[0]) % 1.0, min(s * gains[1], 1.0), min(v * gains[2], 1.0)
+            )
             expected[y, x] = np.round(np.array(rgb) * 255)
     result = augment_hsv(tf.constant(image), seed, 0.2, 0.7, 0.4).numpy()
     assert np.abs(result.astype(int) - expected).max() <= 1
@@ -205,7 +248,12 @@ def test_hsv_matches_colorsys_reference():
 def test_mixup_ratio_is_beta_8_8():
     ones = tf.fill([1, 1, 3], tf.constant(200, tf.uint8))
     zeros = tf.fill([1, 1, 3], tf.constant(100, tf.uint8))
-    values = np.array([mixup(ones, zeros, tf.constant([i, 1], tf.int64), 8.0).numpy()[0, 0, 0] for i in range(400)])
+    values = np.array(
+        [
+            mixup(ones, zeros, tf.constant([i, 1], tf.int64), 8.0).numpy()[0, 0, 0]
+            for i in range(400)
+        ]
+    )
     ratios = (values - 100) / 100.0
     assert abs(ratios.mean() - 0.5) < 0.02
     assert abs(ratios.std() - math.sqrt(1 / (4 * 17))) < 0.02  # Beta(8, 8) std 0.121
@@ -215,12 +263,16 @@ def test_pad_targets_keeps_the_largest_and_converts_format():
     boxes = tf.constant([[0.0, 0, 2, 2], [0, 0, 10, 10], [5, 5, 6, 6], [0, 0, 4, 8]])
     labels = tf.constant([1, 2, 3, 4])
     calls = []
-    padded_boxes, padded_labels = pad_targets(boxes, labels, 2, 10, "xyxy", lambda n: calls.append(int(n)) or np.int32(0))
+    padded_boxes, padded_labels = pad_targets(
+        boxes, labels, 2, 10, "xyxy", lambda n: calls.append(int(n)) or np.int32(0)
+    )
     np.testing.assert_array_equal(padded_labels.numpy(), [2, 4])  # the two largest, in order
     np.testing.assert_allclose(padded_boxes.numpy(), [[0, 0, 10, 10], [0, 0, 4, 8]])
     assert calls == [4]
     padded_boxes, padded_labels = pad_targets(boxes[:1], labels[:1], 3, 10, "rel_center_xywh")
-    np.testing.assert_allclose(padded_boxes.numpy(), [[0.1, 0.1, 0.2, 0.2], [-1, -1, -1, -1], [-1, -1, -1, -1]])
+    np.testing.assert_allclose(
+        padded_boxes.numpy(), [[0.1, 0.1, 0.2, 0.2], [-1, -1, -1, -1], [-1, -1, -1, -1]]
+    )
     np.testing.assert_array_equal(padded_labels.numpy(), [1, -1, -1])
 
 
@@ -228,12 +280,34 @@ def test_config_presets_are_the_official_values():
     # data/hyp.scratch.tiny.yaml, hyp.scratch.p5.yaml and hyp.scratch.p6.yaml of WongKinYiu/yolov7
     tiny = AugmentationConfig.for_preset("yolov7_tiny")
     assert (tiny.mixup, tiny.translate, tiny.scale) == (0.05, 0.1, 0.5)
-    for name in ("yolov7", "yolov7x", "yolov7_w6", "yolov7_e6", "yolov7_d6", "yolov7_e6e", "p5", "p6"):
+    for name in (
+        "yolov7",
+        "yolov7x",
+        "yolov7_w6",
+        "yolov7_e6",
+        "yolov7_d6",
+        "yolov7_e6e",
+        "p5",
+        "p6",
+    ):
         config = AugmentationConfig.for_preset(name)
         assert (config.mixup, config.translate, config.scale) == (0.15, 0.2, 0.9)
     for config in (tiny, AugmentationConfig.for_preset("p6")):
-        assert (config.mosaic, config.hsv_h, config.hsv_s, config.hsv_v, config.flip_lr, config.flip_ud) == (1.0, 0.015, 0.7, 0.4, 0.5, 0.0)
-        assert (config.degrees, config.shear, config.perspective, config.mosaic9, config.mixup_alpha) == (0.0, 0.0, 0.0, 0.2, 8.0)
+        assert (
+            config.mosaic,
+            config.hsv_h,
+            config.hsv_s,
+            config.hsv_v,
+            config.flip_lr,
+            config.flip_ud,
+        ) == (1.0, 0.015, 0.7, 0.4, 0.5, 0.0)
+        assert (
+            config.degrees,
+            config.shear,
+            config.perspective,
+            config.mosaic9,
+            config.mixup_alpha,
+        ) == (0.0, 0.0, 0.0, 0.2, 8.0)
     with pytest.raises(ValueError, match="unknown preset 'yolov9'"):
         AugmentationConfig.for_preset("yolov9")
     with pytest.raises(ValueError, match="mixup is a probability; expected 0..1, got 1.5"):

@@ -37,7 +37,9 @@ def jpeg_bytes(width=64, height=48, color=(200, 50, 50), mode="RGB"):
 
 
 def data_warnings(caplog):
-    return [r for r in caplog.records if r.name == "keras_yolov7.data" and r.levelno == logging.WARNING]
+    return [
+        r for r in caplog.records if r.name == "keras_yolov7.data" and r.levelno == logging.WARNING
+    ]
 
 
 # ---------------------------------------------------------------- real data
@@ -59,9 +61,23 @@ def test_coco_tiny_matches_the_json(shared_data):
         by_image.setdefault(annotation["image_id"], []).append(annotation)
     for record in dataset.records[:5]:
         annotations = by_image[record.image_id]
-        expected = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in annotations])
-        np.testing.assert_allclose(record.boxes, np.clip(expected, 0, [record.width, record.height] * 2), atol=1e-3)
-        np.testing.assert_array_equal(to_category_ids(dataset, record.labels), [a["category_id"] for a in annotations])
+        expected = np.array(
+            [
+                [
+                    a["bbox"][0],
+                    a["bbox"][1],
+                    a["bbox"][0] + a["bbox"][2],
+                    a["bbox"][1] + a["bbox"][3],
+                ]
+                for a in annotations
+            ]
+        )
+        np.testing.assert_allclose(
+            record.boxes, np.clip(expected, 0, [record.width, record.height] * 2), atol=1e-3
+        )
+        np.testing.assert_array_equal(
+            to_category_ids(dataset, record.labels), [a["category_id"] for a in annotations]
+        )
         np.testing.assert_array_equal(record.crowd, [bool(a["iscrowd"]) for a in annotations])
         entry = next(e for e in raw["images"] if e["id"] == record.image_id)
         assert (record.width, record.height) == (entry["width"], entry["height"])
@@ -83,9 +99,19 @@ def test_coco128_yolo_layout(shared_data, tmp_path):
     negatives = sorted(r.image_path.rsplit("/", 1)[1] for r in dataset.records if not len(r.labels))
     assert negatives == ["000000000250.jpg", "000000000508.jpg"]
     record = next(r for r in dataset.records if r.image_path.endswith("000000000009.jpg"))
-    rows = np.loadtxt(shared_data / "coco128" / "labels" / "train2017" / "000000000009.txt", ndmin=2)
+    rows = np.loadtxt(
+        shared_data / "coco128" / "labels" / "train2017" / "000000000009.txt", ndmin=2
+    )
     w, h = record.width, record.height
-    expected = np.stack([(rows[:, 1] - rows[:, 3] / 2) * w, (rows[:, 2] - rows[:, 4] / 2) * h, (rows[:, 1] + rows[:, 3] / 2) * w, (rows[:, 2] + rows[:, 4] / 2) * h], 1)
+    expected = np.stack(
+        [
+            (rows[:, 1] - rows[:, 3] / 2) * w,
+            (rows[:, 2] - rows[:, 4] / 2) * h,
+            (rows[:, 1] + rows[:, 3] / 2) * w,
+            (rows[:, 2] + rows[:, 4] / 2) * h,
+        ],
+        1,
+    )
     np.testing.assert_allclose(record.boxes, np.clip(expected, 0, [w, h, w, h]), atol=1e-3)
     np.testing.assert_array_equal(record.labels, rows[:, 0].astype(int))
     assert (w, h) == Image.open(record.image_path).size
@@ -143,9 +169,13 @@ def test_yolo_bad_rows_are_counted_once(tmp_path, caplog):
     assert "malformed label row: 3" in data_warnings(caplog)[0].getMessage()
     records = {r.image_path.rsplit("/", 1)[1]: r for r in dataset.records}
     assert sorted(records) == ["empty.jpg", "good.jpg", "nolabel.jpg", "rows.jpg"]
-    np.testing.assert_allclose(records["good.jpg"].boxes, [[40, 15, 60, 35], [20, 10, 30, 15]], atol=1e-4)
+    np.testing.assert_allclose(
+        records["good.jpg"].boxes, [[40, 15, 60, 35], [20, 10, 30, 15]], atol=1e-4
+    )
     assert len(records["empty.jpg"].labels) == 0 and len(records["nolabel.jpg"].labels) == 0
-    np.testing.assert_allclose(records["rows.jpg"].boxes, [[80, 20, 100, 30], [40, 20, 60, 30], [10, 5, 30, 15]], atol=1e-4)
+    np.testing.assert_allclose(
+        records["rows.jpg"].boxes, [[80, 20, 100, 30], [40, 20, 60, 30], [10, 5, 30, 15]], atol=1e-4
+    )
     np.testing.assert_array_equal(records["rows.jpg"].labels, [3, 4, 2])
 
 
@@ -158,7 +188,10 @@ def test_yolo_grayscale_rgba_and_unsupported_images(tmp_path):
     images = {"gray.jpg": gray, "rgba.png": rgba.getvalue(), "scan.tif": tiff.getvalue()}
     labels = {stem: "0 0.5 0.5 0.5 0.5\n" for stem in ("gray", "rgba", "scan")}
     dataset = read_yolo(write_yolo_dataset(tmp_path, images, labels))
-    assert sorted(r.image_path.rsplit("/", 1)[1] for r in dataset.records) == ["gray.jpg", "rgba.png"]
+    assert sorted(r.image_path.rsplit("/", 1)[1] for r in dataset.records) == [
+        "gray.jpg",
+        "rgba.png",
+    ]
     assert dataset.problems == {"unsupported image format": 1}
 
 
@@ -169,7 +202,11 @@ def test_yolo_exif_orientation_is_applied(tmp_path):
     buffer = io.BytesIO()
     stored.save(buffer, "JPEG", exif=exif)
     assert stored.size == (40, 60)
-    dataset = read_yolo(write_yolo_dataset(tmp_path, {"r.jpg": buffer.getvalue()}, {"r": "0 0.1666667 0.125 0.3333333 0.25\n"}))
+    dataset = read_yolo(
+        write_yolo_dataset(
+            tmp_path, {"r.jpg": buffer.getvalue()}, {"r": "0 0.1666667 0.125 0.3333333 0.25\n"}
+        )
+    )
     record = dataset.records[0]
     assert (record.width, record.height, record.orientation) == (60, 40, 6)
     np.testing.assert_allclose(record.boxes, [[0, 0, 20, 10]], atol=1e-3)
@@ -178,9 +215,13 @@ def test_yolo_exif_orientation_is_applied(tmp_path):
 
 def test_yolo_split_list_names_dict_and_errors(tmp_path):
     root = tmp_path / "set"
-    yaml_path = write_yolo_dataset(root, {"a.jpg": jpeg_bytes(), "b.jpg": jpeg_bytes()}, {"a": "1 0.5 0.5 0.5 0.5\n"})
+    yaml_path = write_yolo_dataset(
+        root, {"a.jpg": jpeg_bytes(), "b.jpg": jpeg_bytes()}, {"a": "1 0.5 0.5 0.5 0.5\n"}
+    )
     (root / "val.txt").write_text("./images/train/b.jpg\nimages/train/b.jpg\n")
-    yaml_path.write_text(f"train: images/train\nval: val.txt\nnames:\n  0: cat\n  1: dog\n")  # no path: YAML's folder
+    yaml_path.write_text(
+        "train: images/train\nval: val.txt\nnames:\n  0: cat\n  1: dog\n"
+    )  # no path: YAML's folder
     train, val = read_yolo(yaml_path, "train"), read_yolo(yaml_path, "val")
     assert train.class_names == ["cat", "dog"] and len(train) == 2
     assert len(val) == 1 and val.problems == {"duplicate image": 1, "missing label file": 1}
@@ -192,7 +233,9 @@ def test_yolo_split_list_names_dict_and_errors(tmp_path):
 
 
 def test_no_usable_image_is_a_clear_error(tmp_path):
-    yaml_path = write_yolo_dataset(tmp_path, {"bad.jpg": b"not an image"}, {"bad": "0 0.5 0.5 0.1 0.1\n"})
+    yaml_path = write_yolo_dataset(
+        tmp_path, {"bad.jpg": b"not an image"}, {"bad": "0 0.5 0.5 0.1 0.1\n"}
+    )
     with pytest.raises(ValueError, match=r"(?s)no usable image in .*corrupt image: 1"):
         read_yolo(yaml_path)
 
@@ -205,11 +248,23 @@ def coco_entry(image_id, name, width=64, height=48):
 
 
 def coco_box(annotation_id, image_id, category_id, bbox, iscrowd=0):
-    return {"id": annotation_id, "image_id": image_id, "category_id": category_id, "bbox": bbox, "iscrowd": iscrowd, "area": 1.0}
+    return {
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": bbox,
+        "iscrowd": iscrowd,
+        "area": 1.0,
+    }
 
 
 def test_coco_mapping_negatives_crowd_and_bad_input(tmp_path, caplog):
-    images = {"a.jpg": jpeg_bytes(), "b.jpg": jpeg_bytes(), "neg.jpg": jpeg_bytes(), "bad.jpg": jpeg_bytes()[:200]}
+    images = {
+        "a.jpg": jpeg_bytes(),
+        "b.jpg": jpeg_bytes(),
+        "neg.jpg": jpeg_bytes(),
+        "bad.jpg": jpeg_bytes()[:200],
+    }
     entries = [coco_entry(10, "a.jpg"), coco_entry(11, "b.jpg"), coco_entry(12, "neg.jpg"), coco_entry(10, "b.jpg"),
                coco_entry(13, "missing.jpg"), coco_entry(14, "bad.jpg")]  # fmt: skip
     annotations = [
@@ -223,10 +278,18 @@ def test_coco_mapping_negatives_crowd_and_bad_input(tmp_path, caplog):
         coco_box(8, 11, 7, [float("nan"), 1, 3, 8]),  # NaN
         coco_box(9, 11, 7, "oops"),  # malformed bbox
     ]
-    categories = [{"id": 90, "name": "toothbrush"}, {"id": 3, "name": "car"}, {"id": 7, "name": "train"}]
+    categories = [
+        {"id": 90, "name": "toothbrush"},
+        {"id": 3, "name": "car"},
+        {"id": 7, "name": "train"},
+    ]
     caplog.set_level(logging.WARNING)
     dataset = read_coco(write_coco_dataset(tmp_path, images, entries, annotations, categories))
-    assert dataset.class_names == ["car", "train", "toothbrush"] and dataset.category_ids == [3, 7, 90]
+    assert dataset.class_names == ["car", "train", "toothbrush"] and dataset.category_ids == [
+        3,
+        7,
+        90,
+    ]
     assert dataset.problems == {
         "duplicate image id": 1,
         "annotation for unknown image id": 1,
@@ -285,7 +348,9 @@ def test_coco_missing_keys_and_image_dir(tmp_path):
 def voc_xml(filename, objects, size=(64, 48)):
     parts = [f"<annotation><filename>{filename}</filename>"]
     if size:
-        parts.append(f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>")
+        parts.append(
+            f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
+        )
     for name, box, difficult in objects:
         parts.append(
             f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{box[0]}</xmin>"
@@ -307,9 +372,15 @@ def write_voc(root, files, split_ids):
 
 def test_voc_reader_with_difficult_and_bad_input(tmp_path):
     files = {
-        "001": (voc_xml("001.jpg", [("dog", (1, 1, 10, 20), 0), ("person", (5, 6, 30, 40), 1)]), jpeg_bytes()),
+        "001": (
+            voc_xml("001.jpg", [("dog", (1, 1, 10, 20), 0), ("person", (5, 6, 30, 40), 1)]),
+            jpeg_bytes(),
+        ),
         "002": (voc_xml("002.jpg", []), jpeg_bytes()),
-        "003": (voc_xml("003.jpg", [("cat", ("a", 1, 2, 3), 0), ("cat", (50, 40, 80, 60), 0)]), jpeg_bytes()),
+        "003": (
+            voc_xml("003.jpg", [("cat", ("a", 1, 2, 3), 0), ("cat", (50, 40, 80, 60), 0)]),
+            jpeg_bytes(),
+        ),
         "004": ("<annotation><filename>", jpeg_bytes()),
         "005": (voc_xml("005.jpg", [("dog", (1, 1, 5, 5), 0)]), None),
     }
@@ -327,15 +398,26 @@ def test_voc_reader_with_difficult_and_bad_input(tmp_path):
     records = {r.image_path.rsplit("/", 1)[1]: r for r in dataset.records}
     assert sorted(records) == ["001.jpg", "002.jpg", "003.jpg"]
     one = records["001.jpg"]
-    np.testing.assert_allclose(one.boxes, [[0, 0, 10, 20], [4, 5, 30, 40]])  # 1-based -> 0-based edges
-    np.testing.assert_array_equal(one.labels, [VOC_CLASSES.index("dog"), VOC_CLASSES.index("person")])
-    np.testing.assert_array_equal(one.crowd, [False, True])  # difficult: kept, not a training target
+    np.testing.assert_allclose(
+        one.boxes, [[0, 0, 10, 20], [4, 5, 30, 40]]
+    )  # 1-based -> 0-based edges
+    np.testing.assert_array_equal(
+        one.labels, [VOC_CLASSES.index("dog"), VOC_CLASSES.index("person")]
+    )
+    np.testing.assert_array_equal(
+        one.crowd, [False, True]
+    )  # difficult: kept, not a training target
     assert len(records["002.jpg"].labels) == 0
     np.testing.assert_allclose(records["003.jpg"].boxes, [[49, 39, 64, 48]])
 
 
 def test_voc_custom_classes(tmp_path):
-    files = {"a": (voc_xml("a.jpg", [("widget", (1, 1, 10, 10), 0), ("gadget", (2, 2, 9, 9), 0)]), jpeg_bytes())}
+    files = {
+        "a": (
+            voc_xml("a.jpg", [("widget", (1, 1, 10, 10), 0), ("gadget", (2, 2, 9, 9), 0)]),
+            jpeg_bytes(),
+        )
+    }
     write_voc(tmp_path, files, ["a"])
     assert read_voc(tmp_path, "train").class_names == ["gadget", "widget"]
     restricted = read_voc(tmp_path, "train", class_names=["widget"])

@@ -17,10 +17,10 @@ from keras_yolov7.data.voc import read_voc
 from keras_yolov7.data.yolo import read_yolo
 
 __all__ = [
+    "VOC_CLASSES",
     "AugmentationConfig",
     "DetectionDataset",
     "ImageRecord",
-    "VOC_CLASSES",
     "boxes_to_original",
     "make_train_dataset",
     "make_val_dataset",

@@ -56,7 +56,16 @@ class AugmentationConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} is a probability; expected 0..1, got {value}")
-        for name in ("translate", "scale", "degrees", "shear", "perspective", "hsv_h", "hsv_s", "hsv_v"):
+        for name in (
+            "translate",
+            "scale",
+            "degrees",
+            "shear",
+            "perspective",
+            "hsv_h",
+            "hsv_s",
+            "hsv_v",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.mixup_alpha <= 0:

@@ -87,7 +87,11 @@ def read_coco(annotation_file, image_dir=None):
             log.add("malformed bbox", where)
             continue
         boxes_of[annotation["image_id"]].append(
-            ((x, y, x + w, y + h), class_of[annotation["category_id"]], bool(annotation.get("iscrowd", 0)))
+            (
+                (x, y, x + w, y + h),
+                class_of[annotation["category_id"]],
+                bool(annotation.get("iscrowd", 0)),
+            )
         )
 
     entries = list(images.values())
@@ -97,7 +101,9 @@ def read_coco(annotation_file, image_dir=None):
         if isinstance(info, Exception):
             log.add(info.kind, path)
             continue
-        annotated = (entry["width"], entry["height"]) if "width" in entry and "height" in entry else None
+        annotated = (
+            (entry["width"], entry["height"]) if "width" in entry and "height" in entry else None
+        )
         orientation, width, height = choose_orientation(info, annotated, log, path)
         found = boxes_of[entry["id"]]
         boxes, labels, crowd = clean_boxes(

@@ -47,12 +47,16 @@ def random_matrix(seed, canvas_size, out_size, config):
     one, zero = tf.constant(1.0), tf.constant(0.0)
     half = tf.cast(canvas_size, tf.float32) / 2.0
     center = tf.stack([[one, zero, -half], [zero, one, -half], [zero, zero, one]])
-    perspective = tf.stack([[one, zero, zero], [zero, one, zero], [perspective_x, perspective_y, one]])
+    perspective = tf.stack(
+        [[one, zero, zero], [zero, one, zero], [perspective_x, perspective_y, one]]
+    )
     # cv2.getRotationMatrix2D convention: a positive angle turns the image counter-clockwise.
     a, b = scale * tf.cos(angle), scale * tf.sin(angle)
     rotation = tf.stack([[a, b, zero], [-b, a, zero], [zero, zero, one]])
     shear = tf.stack([[one, shear_x, zero], [shear_y, one, zero], [zero, zero, one]])
-    translation = tf.stack([[one, zero, translate[0]], [zero, one, translate[1]], [zero, zero, one]])
+    translation = tf.stack(
+        [[one, zero, translate[0]], [zero, one, translate[1]], [zero, zero, one]]
+    )
     matrix = translation @ shear @ rotation @ perspective @ center
     return matrix, scale
 
@@ -136,7 +140,13 @@ def warp_boxes(boxes, matrix, out_size):
     """
     x1, y1, x2, y2 = tf.unstack(boxes, axis=1)
     corners = tf.stack(
-        [tf.stack([x1, y1], 1), tf.stack([x2, y2], 1), tf.stack([x1, y2], 1), tf.stack([x2, y1], 1)], 1
+        [
+            tf.stack([x1, y1], 1),
+            tf.stack([x2, y2], 1),
+            tf.stack([x1, y2], 1),
+            tf.stack([x2, y1], 1),
+        ],
+        1,
     )  # (n, 4 corners, 2)
     homogeneous = tf.concat([corners, tf.ones_like(corners[..., :1])], axis=-1)
     mapped = homogeneous @ tf.transpose(matrix)

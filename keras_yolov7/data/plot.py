@@ -50,7 +50,9 @@ def plot_augmented_samples(
         labels = np.asarray(targets["labels"])
         for image, image_boxes, image_labels in zip(images, boxes, labels):
             valid = image_labels >= 0
-            tiles.append(_draw(image, image_boxes[valid], image_labels[valid], class_names, tile_size))
+            tiles.append(
+                _draw(image, image_boxes[valid], image_labels[valid], class_names, tile_size)
+            )
             if len(tiles) == num_images:
                 break
         if len(tiles) == num_images:
@@ -76,7 +78,11 @@ def _draw(image, boxes, labels, class_names, tile_size):
     for box, label in zip(boxes * scale, labels):
         color = _color(int(label))
         draw.rectangle([float(v) for v in box], outline=color, width=2)
-        name = class_names[label] if class_names is not None and label < len(class_names) else str(label)
+        name = (
+            class_names[label]
+            if class_names is not None and label < len(class_names)
+            else str(label)
+        )
         x, y = float(box[0]), max(0.0, float(box[1]) - 11)
         text_box = draw.textbbox((x, y), name, font=font)
         draw.rectangle(text_box, fill=color)

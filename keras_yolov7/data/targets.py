@@ -56,10 +56,3 @@ def pad_targets(boxes, labels, max_boxes, image_size, bounding_box_format, on_tr
         )
     boxes = tf.where(valid[:, None], tf.cast(boxes, tf.float32), -1.0)
     return tf.ensure_shape(boxes, [max_boxes, 4]), tf.ensure_shape(labels, [max_boxes])
-
-
-def unpad_boxes(boxes, labels):
-    """Numpy: the valid rows of one image's padded targets (labels >= 0)."""
-    boxes, labels = np.asarray(boxes), np.asarray(labels)
-    valid = labels >= 0
-    return boxes[valid], labels[valid]

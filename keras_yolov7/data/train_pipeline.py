@@ -95,7 +95,11 @@ def make_train_dataset(
             f"image_size {image_size} is not a multiple of the stride {stride}; use e.g. "
             f"{max(1, round(image_size / stride)) * stride}"
         )
-    for name, value in (("batch_size", batch_size), ("max_boxes", max_boxes), ("pool_size", pool_size)):
+    for name, value in (
+        ("batch_size", batch_size),
+        ("max_boxes", max_boxes),
+        ("pool_size", pool_size),
+    ):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
     if augmentation is None:
@@ -113,18 +117,23 @@ def make_train_dataset(
         .flat_map(_graph_only(lambda key: sampler.epoch(key, pool_size, shuffle)))
         .map(_graph_only(sampler.sample), num_parallel_calls=tf.data.AUTOTUNE)
         # An image that fails to decode mid-training (changed after the read-time check) is
-        # skipped by the decode stage; the epoch is then topped up from the next pass, so the
-        # cardinality Keras relies on always holds.
-        .repeat()
+        # skipped by the decode stage, and the epoch is topped up from a second pass so the
+        # cardinality Keras relies on holds. Only when most files fail does the epoch come up
+        # short, and assert_cardinality then stops training with an error.
+        .repeat(2)
         .take(num_images)
         .apply(tf.data.experimental.assert_cardinality(num_images))
     )
     if shuffle:
-        samples = samples.shuffle(_SHUFFLE_POOLS * pool_size, seed=seed, reshuffle_each_iteration=True)
+        samples = samples.shuffle(
+            _SHUFFLE_POOLS * pool_size, seed=seed, reshuffle_each_iteration=True
+        )
     batches = samples.batch(batch_size, drop_remainder=drop_remainder)
     if augment_layer is not None:
         batches = batches.map(
-            _graph_only(lambda images, targets: _apply_layer(augment_layer, images, targets, max_boxes)),
+            _graph_only(
+                lambda images, targets: _apply_layer(augment_layer, images, targets, max_boxes)
+            ),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return batches.prefetch(tf.data.AUTOTUNE)
@@ -170,7 +179,9 @@ class _Sampler:
         image, _ = resize_longest_side(image, self.size)
         height, width = tf.shape(image)[0], tf.shape(image)[1]
         original = tf.cast(self.table.sizes[index], tf.float32)
-        scale = tf.stack([tf.cast(width, tf.float32) / original[1], tf.cast(height, tf.float32) / original[0]])
+        scale = tf.stack(
+            [tf.cast(width, tf.float32) / original[1], tf.cast(height, tf.float32) / original[0]]
+        )
         boxes, labels = self.table.boxes_of(index, pad_to=self.table.max_boxes_per_image)
         count = self.table.row_splits[index + 1] - self.table.row_splits[index]
         boxes = tf.where(labels[:, None] >= 0, boxes * tf.tile(scale, [2]), -1.0)
@@ -199,7 +210,9 @@ class _Sampler:
                 return blended, tf.concat([boxes, boxes2], 0), tf.concat([labels, labels2], 0)
 
             image, boxes, labels = tf.cond(
-                tf.logical_and(use_mosaic, draws[1] < config.mixup), blend, lambda: (image, boxes, labels)
+                tf.logical_and(use_mosaic, draws[1] < config.mixup),
+                blend,
+                lambda: (image, boxes, labels),
             )
         if config.hsv_h or config.hsv_s or config.hsv_v:
             image = augment_hsv(image, keys[5], config.hsv_h, config.hsv_s, config.hsv_v)
@@ -207,13 +220,19 @@ class _Sampler:
         if config.flip_lr > 0:
             image, boxes = tf.cond(
                 draws[2] < config.flip_lr,
-                lambda: (image[:, ::-1], tf.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], 1)),
+                lambda: (
+                    image[:, ::-1],
+                    tf.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], 1),
+                ),
                 lambda: (image, boxes),
             )
         if config.flip_ud > 0:
             image, boxes = tf.cond(
                 draws[3] < config.flip_ud,
-                lambda: (image[::-1], tf.stack([boxes[:, 0], size - boxes[:, 3], boxes[:, 2], size - boxes[:, 1]], 1)),
+                lambda: (
+                    image[::-1],
+                    tf.stack([boxes[:, 0], size - boxes[:, 3], boxes[:, 2], size - boxes[:, 1]], 1),
+                ),
                 lambda: (image, boxes),
             )
         boxes, labels = pad_targets(
@@ -228,8 +247,12 @@ class _Sampler:
         matrix, scale = random_matrix(keys[1], canvas_size, self.size, self.config)
         window = sampled_window(matrix, canvas_size, self.size)
         canvas = compose(pool["image"], pool["size"], indices, offsets, window)
-        image = warp_image(canvas, matrix, window, self.size, projective=self.config.perspective > 0)
-        boxes, labels = shift_boxes(pool["boxes"], pool["labels"], pool["count"], indices, offsets, canvas_size)
+        image = warp_image(
+            canvas, matrix, window, self.size, projective=self.config.perspective > 0
+        )
+        boxes, labels = shift_boxes(
+            pool["boxes"], pool["labels"], pool["count"], indices, offsets, canvas_size
+        )
         warped = warp_boxes(boxes, matrix, self.size)
         keep = box_candidates(boxes * scale, warped, self.config)
         return image, tf.boolean_mask(warped, keep), tf.boolean_mask(labels, keep)
@@ -248,16 +271,24 @@ class _Sampler:
 
         def four():
             indices = tf.concat([[main], partners[:3]], 0)
-            center = tf.random.stateless_uniform([2], keys[1], size // 2, size + size // 2, tf.int32)
+            center = tf.random.stateless_uniform(
+                [2], keys[1], size // 2, size + size // 2, tf.int32
+            )
             return indices, mosaic4_offsets(tf.gather(pool["size"], indices), center), 2 * size
 
         def nine():
             indices = tf.concat([[main], partners], 0)
             corner = tf.random.stateless_uniform([2], keys[1], 0, size, tf.int32)
-            return indices, mosaic9_offsets(tf.gather(pool["size"], indices), size, corner), 2 * size
+            return (
+                indices,
+                mosaic9_offsets(tf.gather(pool["size"], indices), size, corner),
+                2 * size,
+            )
 
         def mosaic():
-            return _choose(_chance(tf.random.stateless_uniform([], keys[2]), self.config.mosaic9), nine, four)
+            return _choose(
+                _chance(tf.random.stateless_uniform([], keys[2]), self.config.mosaic9), nine, four
+            )
 
         def single():
             height, width = pool["size"][main, 0], pool["size"][main, 1]
@@ -310,7 +341,11 @@ class _TruncationCounter:
                 self.max_boxes,
             )
         elif np.log10(self.samples).is_integer():
-            logger.warning("%d augmented samples truncated to max_boxes=%d so far", self.samples, self.max_boxes)
+            logger.warning(
+                "%d augmented samples truncated to max_boxes=%d so far",
+                self.samples,
+                self.max_boxes,
+            )
         return np.int32(0)
 
 

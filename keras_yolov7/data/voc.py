@@ -1,7 +1,7 @@
 """Pascal VOC XML reader (Annotations/, JPEGImages/, ImageSets/Main/<split>.txt)."""
 
 import pathlib
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -83,10 +83,19 @@ def read_voc(root, split="train", class_names=None):
             labels.append(class_of[name])
             crowd.append(difficult)
         boxes, labels, crowd = clean_boxes(
-            np.reshape(boxes, (-1, 4)), labels, crowd, width, height, len(class_names), log, xml_path
+            np.reshape(boxes, (-1, 4)),
+            labels,
+            crowd,
+            width,
+            height,
+            len(class_names),
+            log,
+            xml_path,
         )
         records.append(
-            ImageRecord(entry["image"], len(records), width, height, boxes, labels, crowd, orientation)
+            ImageRecord(
+                entry["image"], len(records), width, height, boxes, labels, crowd, orientation
+            )
         )
     return finish(records, class_names, log)
 
@@ -125,7 +134,9 @@ def _parse_xml(xml_path, root, image_id, log):
     for obj in tree.iter("object"):
         name = (obj.findtext("name") or "").strip()
         try:
-            x1, y1, x2, y2 = (float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+            x1, y1, x2, y2 = (
+                float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")
+            )
             difficult = bool(int(float(obj.findtext("difficult") or 0)))
         except (TypeError, ValueError):
             log.add("malformed object", xml_path)

@@ -86,7 +86,14 @@ def read_yolo(data_yaml, split="train"):
         label_path = label_path_of(path)
         boxes, labels = _read_label_file(label_path, width, height, log)
         boxes, labels, crowd = clean_boxes(
-            boxes, labels, np.zeros(len(labels), bool), width, height, len(class_names), log, label_path
+            boxes,
+            labels,
+            np.zeros(len(labels), bool),
+            width,
+            height,
+            len(class_names),
+            log,
+            label_path,
         )
         records.append(
             ImageRecord(path, len(records), width, height, boxes, labels, crowd, info.orientation)
