@@ -18,6 +18,8 @@ class ImageRecord:
         crowd: `(N,)` bool; crowd (COCO `iscrowd`) and VOC `difficult` boxes are kept for
             evaluation (where they are ignored, not counted as misses) but excluded from training
             targets.
+        orientation: EXIF orientation code (1..8) the pipelines apply when decoding the file so
+            that its pixels match `boxes`, `width` and `height`; 1 = the pixels as stored.
     """
 
     image_path: str
@@ -27,6 +29,7 @@ class ImageRecord:
     boxes: np.ndarray
     labels: np.ndarray
     crowd: np.ndarray = None
+    orientation: int = 1
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
