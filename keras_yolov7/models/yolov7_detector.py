@@ -213,17 +213,19 @@ class YOLOv7Detector(keras.Model):
         )
 
     def predict_step(self, *args):
-        """Forward pass + decoding + NMS. Accepts images, `(images, targets)` or
-        `{"images": ...}`; targets carrying letterbox "scale" and "pad" (the validation pipeline's)
-        map the boxes back to original image pixels."""
+        """Forward pass + decoding + NMS. Accepts images, `(images, targets)` or a dict with
+        "images"; letterbox "scale" and "pad" (and "original_size") in the dict or the targets
+        (as the validation pipeline yields them) map the boxes back to original image pixels."""
         *state, data = args
-        letterbox = {}
+        if isinstance(data, tuple) and len(data) == 1:
+            data = data[0]
         if isinstance(data, dict):
-            images = data["images"]
+            images, meta = data["images"], data
         else:
-            images, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
-            if isinstance(targets, dict) and "scale" in targets and "pad" in targets:
-                letterbox = {key: targets.get(key) for key in ("scale", "pad", "original_size")}
+            images, meta, _ = keras.utils.unpack_x_y_sample_weight(data)
+        letterbox = {}
+        if isinstance(meta, dict) and "scale" in meta and "pad" in meta:
+            letterbox = {key: meta.get(key) for key in ("scale", "pad", "original_size")}
         outputs = super().predict_step(*state, (images,))
         if keras.backend.backend() == "jax":
             raw, non_trainable = outputs
