@@ -15,7 +15,7 @@ from keras_yolov7.export import verify as verify_lib
 from keras_yolov7.export.export import EVAL_IOU_THRESHOLD
 from keras_yolov7.export.export import EVAL_MAX_DETECTIONS
 from keras_yolov7.export.export import EVAL_SCORE_THRESHOLD
-from keras_yolov7.export.export import INT8_OUTPUT_RESOLUTION
+from keras_yolov7.export.export import INT8_NMS_TOLERANCE
 from keras_yolov7.export.export import TOLERANCES
 from keras_yolov7.export.export import ExportResult
 from keras_yolov7.export.export import _log
@@ -240,10 +240,11 @@ def _verify_tflite(runner, job):
     scores = np.stack([g[2] for g in got])
     if nms in layout.NMS_OPS:
         # The NMS sees boxes rounded to 1 / BOX_UNITS and each candidate's best class only.
+        # Compared as the best score per candidate: equal top scores make the class a tie.
         seen_boxes = np.round(ref_boxes * layout.BOX_UNITS) / layout.BOX_UNITS
-        best = np.zeros_like(ref_scores)
-        np.put_along_axis(best, ref_scores.argmax(-1)[..., None], ref_scores.max(-1, keepdims=True), -1)
-        decoded = verify_lib.decoded_difference(boxes, scores, seen_boxes, best)
+        decoded = verify_lib.decoded_difference(
+            boxes, scores.max(-1), seen_boxes, ref_scores.max(-1)
+        )
         decoded["class_agreement"] = float((scores.argmax(-1) == ref_scores.argmax(-1)).mean())
     else:
         decoded = verify_lib.decoded_difference(boxes, scores, ref_boxes, ref_scores)
@@ -278,12 +279,18 @@ def _nms_figures(job, detections, boxes, scores, ref_boxes, ref_scores):
 
 def _check_nms_figures(figures, quantization, what):
     nms = figures["nms"]
-    if nms["count_mismatches"]:
+    if quantization == "int8":
+        # int8 scores tie often and NMS kernels break ties in their own order, so the kept sets
+        # may differ by a tie's worth; a broken NMS output (e.g. collapsed scores) is far off.
+        allowed_mismatches, tolerance = nms["images"] // 2, INT8_NMS_TOLERANCE
+    else:
+        allowed_mismatches = 0
+        tolerance = TOLERANCES[quantization] + 1.0 / layout.SCORE_UNITS
+    if nms["count_mismatches"] > allowed_mismatches:
         raise verify_lib.ExportVerificationError(
             f"{what}: the in-graph NMS kept a different number of detections than NMS on the "
             f"same candidates on {nms['count_mismatches']} of {nms['images']} images"
         )
-    tolerance = TOLERANCES.get(quantization, INT8_OUTPUT_RESOLUTION) + 1.0 / layout.SCORE_UNITS
     verify_lib.check(nms, tolerance, f"{what} NMS")
 
 

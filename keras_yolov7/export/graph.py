@@ -106,8 +106,14 @@ class ExportGraph:
         """`(boxes, scores)`: boxes `(batch, N, 4)` normalised xyxy, scores `(batch, N, C)`."""
         s = self._sigmoid_candidates(images)
         xy = s[..., 0:2] * self._xy_gain + self._xy_offset
-        half_wh = tf.square(s[..., 2:4]) * self._half_wh_gain
-        boxes = tf.clip_by_value(tf.concat([xy - half_wh, xy + half_wh], axis=-1), 0.0, 1.0)
+        half_wh = s[..., 2:4] * s[..., 2:4] * self._half_wh_gain  # MUL has int8 kernels, SQUARE not
+        boxes = tf.concat([xy - half_wh, xy + half_wh], axis=-1)
+        if self.int8:
+            # The [0, 1] quantisation range clips by saturation, with no op: XNNPACK does not
+            # delegate int8 MINIMUM / RELU, which would split the graph.
+            boxes = tf.quantization.fake_quant_with_min_max_args(boxes, 0.0, 1.0)
+        else:
+            boxes = tf.clip_by_value(boxes, 0.0, 1.0)
         scores = s[..., 5:] * s[..., 4:5]
         return boxes, scores
 

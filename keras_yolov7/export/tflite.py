@@ -7,6 +7,7 @@ TFLite_Detection_PostProcess, which every TFLite runtime registers.
 """
 
 import collections
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -78,10 +79,28 @@ def convert(saved_model_dir, quantization, calibration_images=None, custom_ops=F
             [image[None].astype(np.float32)] for image in images
         )
         converter.inference_input_type = tf.uint8
-    model = converter.convert()
+    try:
+        model = converter.convert()
+    except Exception as error:
+        needed = _non_builtin_ops(str(error))
+        if not needed:
+            raise
+        raise NonBuiltinOpError(
+            f"the graph needs TensorFlow ops {needed} that have no TFLite builtin kernel; "
+            "expected builtin ops only (no Flex / SELECT_TF_OPS)"
+        ) from error
     if quantization == "int8":
         _check_identity_input_quantization(model)
     return model
+
+
+def _non_builtin_ops(message):
+    # The converter's error names them as "'tf.Op' op is neither a custom op nor a flex op" and
+    # in "Custom ops: A, B" / "Flex ops: A, B" lines.
+    names = re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message)
+    for line in re.findall(r"(?:Custom|Flex) ops: ([^\n]+)", message):
+        names += [name.strip() for name in line.split(",")]
+    return sorted(set(names))
 
 
 def _with_full_pixel_range(images):
