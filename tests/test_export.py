@@ -127,12 +127,23 @@ def test_tflite_fp32_matches_keras(model, images, tmp_path):
 def test_tflite_in_graph_nms(model, images, tmp_path, quantization, nms):
     path = tmp_path / f"{nms}.tflite"
     result = kyv7.export.export(
-        model, path, image_size=SIZE, quantization=quantization, nms=nms,
-        max_detections=20, sample_images=images, verbose=False,
+        model,
+        path,
+        image_size=SIZE,
+        quantization=quantization,
+        nms=nms,
+        max_detections=20,
+        sample_images=images,
+        verbose=False,
     )
     assert f"NON_MAX_SUPPRESSION_{nms.upper()}" in result.ops
     assert list(result.outputs) == ["boxes", "classes", "scores", "count"]
-    assert [result.outputs[k]["shape"] for k in result.outputs] == [[1, 20, 4], [1, 20], [1, 20], [1]]
+    assert [result.outputs[k]["shape"] for k in result.outputs] == [
+        [1, 20, 4],
+        [1, 20],
+        [1, 20],
+        [1],
+    ]
     figures = result.verification
     assert figures["nms"]["count_mismatches"] == 0
     assert figures["detections"]["exported_detections"] > 0
@@ -151,9 +162,14 @@ def test_tflite_int8(model, images, tmp_path):
     path = tmp_path / "int8.tflite"
     representative = verify.synthetic_images(8, SIZE, seed=3)
     result = kyv7.export.export(
-        model, path, image_size=SIZE, quantization="int8", nms="v4",
+        model,
+        path,
+        image_size=SIZE,
+        quantization="int8",
+        nms="v4",
         representative_data=lambda: iter([(representative, {"labels": None})]),
-        sample_images=images, verbose=False,
+        sample_images=images,
+        verbose=False,
     )
     # uint8 input with scale 1 / zero point 0: the app feeds raw RGB bytes.
     (input_detail,) = result.inputs.values()
@@ -173,16 +189,27 @@ def test_tflite_int8(model, images, tmp_path):
 def test_tflite_android_layout(model, images, tmp_path, quantization):
     path = tmp_path / f"android_{quantization}.tflite"
     result = kyv7.export.export(
-        model, path, image_size=SIZE, quantization=quantization, nms="android",
-        max_detections=10, class_names=["cat", "dog", "bird"],
-        representative_data=verify.synthetic_images(8, SIZE, seed=3), sample_images=images,
+        model,
+        path,
+        image_size=SIZE,
+        quantization=quantization,
+        nms="android",
+        max_detections=10,
+        class_names=["cat", "dog", "bird"],
+        representative_data=verify.synthetic_images(8, SIZE, seed=3),
+        sample_images=images,
         verbose=False,
     )
     custom = [name for name in result.ops if name.startswith("custom:")]
     assert custom == ["custom:TFLite_Detection_PostProcess"]
     # The Task Library / MediaPipe ObjectDetector reads the outputs by position.
     runner, (boxes, classes, scores, count) = run_tflite(path, images[0])
-    assert [tuple(d["shape"]) for d in runner.get_output_details()] == [(1, 10, 4), (1, 10), (1, 10), (1,)]
+    assert [tuple(d["shape"]) for d in runner.get_output_details()] == [
+        (1, 10, 4),
+        (1, 10),
+        (1, 10),
+        (1,),
+    ]
     assert 0 < count[0] <= 10 and np.all(np.diff(scores[0][: int(count[0])]) <= 1e-6)
     assert result.verification["nms"]["count_mismatches"] == 0
     if quantization == "fp32":
@@ -209,8 +236,12 @@ def test_real_network_int8_is_integer_and_one_delegate_partition(tmp_path):
     model = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=2)
     path = tmp_path / "tiny_int8.tflite"
     result = kyv7.export.export(
-        model, path, image_size=96, quantization="int8",
-        representative_data=verify.synthetic_images(4, 96), verbose=False,
+        model,
+        path,
+        image_size=96,
+        quantization="int8",
+        representative_data=verify.synthetic_images(4, 96),
+        verbose=False,
     )
     assert result.float_ops == {}
     assert "LEAKY_RELU" in result.ops and "TILE" not in result.ops
@@ -232,11 +263,18 @@ def test_saved_model(model, images, tmp_path):
     ref_boxes, ref_scores = keras_candidates(model, images[:2])
     np.testing.assert_allclose(decoded["boxes"].numpy(), ref_boxes, atol=1e-5)
     np.testing.assert_allclose(decoded["scores"].numpy(), ref_scores, atol=1e-5)
-    outputs = {k: v.numpy() for k, v in loaded.signatures["serving_default"](images=tf.constant(images[:2])).items()}
+    outputs = {
+        k: v.numpy()
+        for k, v in loaded.signatures["serving_default"](images=tf.constant(images[:2])).items()
+    }
     assert outputs["boxes"].shape == (2, 15, 4) and outputs["count"].shape == (2,)
     for b in range(2):
         check_padded_detections(
-            outputs["boxes"][b], outputs["classes"][b], outputs["scores"][b], outputs["count"][b], 0.25
+            outputs["boxes"][b],
+            outputs["classes"][b],
+            outputs["scores"][b],
+            outputs["count"][b],
+            0.25,
         )
 
 
@@ -248,7 +286,10 @@ def test_onnx_dynamic_batch(model, images, tmp_path):
     result = kyv7.export.export(model, path, verbose=False, image_size=SIZE, opset=13)
     assert result.format == "onnx"
     assert result.inputs["images"]["shape"] == [-1, SIZE, SIZE, 3]
-    assert max(o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")) >= 13
+    assert (
+        max(o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx"))
+        >= 13
+    )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     boxes, scores = session.run(["boxes", "scores"], {"images": images})
     ref_boxes, ref_scores = keras_candidates(model, images)
@@ -276,11 +317,16 @@ def test_flex_ops_are_rejected(tmp_path):
             return {"boxes": tf.image.combined_non_max_suppression(boxes, scores, 5, 5).nmsed_boxes}
 
     module = Flex()
-    tf.saved_model.save(module, str(tmp_path / "flex"), signatures={"serving_default": module.serve})
+    tf.saved_model.save(
+        module, str(tmp_path / "flex"), signatures={"serving_default": module.serve}
+    )
     with pytest.raises(kyv7.export.NonBuiltinOpError, match="CombinedNonMaxSuppression"):
         tflite.convert(tmp_path / "flex", "fp32")
     converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "flex"))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
     flex_model = converter.convert()
     with pytest.raises(kyv7.export.NonBuiltinOpError, match="FlexCombinedNonMaxSuppression"):
         tflite.check_builtin_ops(flex_model)
@@ -289,11 +335,9 @@ def test_flex_ops_are_rejected(tmp_path):
 
 
 def test_failed_verification_leaves_previous_file(model, tmp_path, monkeypatch):
-    from keras_yolov7.export import formats
-
     path = tmp_path / "model.tflite"
     path.write_bytes(b"previous export")
-    monkeypatch.setitem(formats.TOLERANCES, "fp32", 0.0)
+    monkeypatch.setitem(verify.TOLERANCES, "fp32", 0.0)
     with pytest.raises(kyv7.export.ExportVerificationError, match="above the tolerance 0"):
         kyv7.export.export(model, path, image_size=SIZE, verbose=False)
     assert path.read_bytes() == b"previous export"
@@ -335,8 +379,13 @@ def test_int8_map_against_float(model, tmp_path):
     dataset = DetectionDataset(records, ["cat", "dog", "bird"])
     batches = [(images, {k: np.asarray(v) for k, v in targets.items()})]
     result = kyv7.export.export(
-        model, tmp_path / "int8.tflite", image_size=SIZE, quantization="int8",
-        representative_data=images, validation_data=(dataset, batches), verbose=False,
+        model,
+        tmp_path / "int8.tflite",
+        image_size=SIZE,
+        quantization="int8",
+        representative_data=images,
+        validation_data=(dataset, batches),
+        verbose=False,
     )
     figures = result.verification["map"]
     assert figures["images"] == 6

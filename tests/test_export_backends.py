@@ -58,7 +58,11 @@ def test_fixed_size_model_is_fused_and_equal(model):
     [
         ({"format": "coreml"}, ValueError, "unknown format 'coreml'"),
         ({"quantization": "int4"}, ValueError, "unknown quantization 'int4'"),
-        ({"format": "onnx", "quantization": "int8"}, ValueError, "quantization 'int8' is for TFLite"),
+        (
+            {"format": "onnx", "quantization": "int8"},
+            ValueError,
+            "quantization 'int8' is for TFLite",
+        ),
         ({"nms": "soft"}, ValueError, "unknown nms 'soft'"),
         ({"format": "onnx", "nms": "v5"}, ValueError, "ONNX exports the decoded candidates"),
         ({"format": "saved_model", "nms": "android"}, ValueError, "is a TFLite layout"),
@@ -114,7 +118,9 @@ def test_collect_images_forms():
     assert calibration.collect_images(images, 32, 3).shape == (3, 32, 32, 3)
     pairs = [(images[:2], {"labels": None}), (images[2:], {"labels": None})]
     np.testing.assert_array_equal(calibration.collect_images(pairs, 32, 10), images)
-    np.testing.assert_array_equal(calibration.collect_images(lambda: iter(pairs), 32, 4), images[:4])
+    np.testing.assert_array_equal(
+        calibration.collect_images(lambda: iter(pairs), 32, 4), images[:4]
+    )
     single = calibration.collect_images([img for img in images.astype("float32")], 32, 10)
     assert single.dtype == np.uint8 and single.shape == (5, 32, 32, 3)
 
@@ -137,10 +143,16 @@ def test_reference_nms_is_class_aware():
 
 
 def test_detection_agreement_and_nms_consistency():
-    ref = {"boxes": np.array([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]]),
-           "scores": np.array([0.9, 0.5]), "classes": np.array([0, 1])}
-    got = {"boxes": np.array([[0.11, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]]),
-           "scores": np.array([0.88, 0.5]), "classes": np.array([0, 0])}
+    ref = {
+        "boxes": np.array([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]]),
+        "scores": np.array([0.9, 0.5]),
+        "classes": np.array([0, 1]),
+    }
+    got = {
+        "boxes": np.array([[0.11, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]]),
+        "scores": np.array([0.88, 0.5]),
+        "classes": np.array([0, 0]),
+    }
     figures = verify.detection_agreement([got], [ref])
     assert figures["recall"] == 0.5 and figures["precision"] == 0.5
     assert figures["boxes_max_abs_diff"] == pytest.approx(0.01)
@@ -168,7 +180,9 @@ def test_export_through_tensorflow_subprocess(model, tmp_path):
     reason="the TensorFlow backend exports in-process",
 )
 def test_subprocess_errors_are_raised_here(model, tmp_path):
-    export_lib = importlib.import_module("keras_yolov7.export.export")  # the module, not the function
+    export_lib = importlib.import_module(
+        "keras_yolov7.export.export"
+    )  # the module, not the function
 
     job = {
         "target": str(tmp_path / "model.tflite"),

@@ -44,7 +44,9 @@ def collect_images(data, image_size, limit, what="representative_data"):
         if count >= limit:
             break
     if count == 0:
-        raise ValueError(f"{what} yielded no images; expected at least one ({image_size} x {image_size} RGB)")
+        raise ValueError(
+            f"{what} yielded no images; expected at least one ({image_size} x {image_size} RGB)"
+        )
     return np.concatenate(images)
 
 

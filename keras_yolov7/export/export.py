@@ -35,16 +35,7 @@ from keras_yolov7.models.builder import resolve_architecture
 DEFAULT_NMS = {"saved_model": "v5", "tflite": "none", "onnx": "none"}
 SUFFIXES = {".tflite": "tflite", ".onnx": "onnx"}
 
-# Max abs difference of boxes (normalised) and scores allowed against the Keras model.
-TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2}
-# int8 NMS against NumPy NMS on the same candidates: sorted kept scores may differ by score ties
-# (about 13 int8 steps allowed); see formats._check_nms_figures.
-INT8_NMS_TOLERANCE = 0.05
 NUM_SAMPLE_IMAGES = 4
-# Official evaluation settings, used for the int8-vs-float mAP comparison.
-EVAL_SCORE_THRESHOLD = 0.001
-EVAL_IOU_THRESHOLD = 0.65
-EVAL_MAX_DETECTIONS = 300
 
 
 @dataclasses.dataclass
@@ -109,11 +100,20 @@ def export(
     `image_size` (pad value 114, as the validation pipeline). Boxes are normalised to [0, 1] of
     that input: xyxy, except the "android" layout which is ymin, xmin, ymax, xmax.
 
-    | format | input | outputs |
-    | --- | --- | --- |
-    | saved_model | uint8 `(batch, S, S, 3)` | nms "v4"/"v5" (default v5): "serving_default" gives boxes `(batch, K, 4)`, classes `(batch, K)` int32, scores `(batch, K)`, count `(batch,)`; "decoded" gives the candidates. nms "none": boxes `(batch, N, 4)`, scores `(batch, N, C)` |
-    | tflite | float32 `(1, S, S, 3)` pixels 0..255 (fp32, fp16) or uint8 (int8) | "none" (default): boxes `(1, N, 4)`, scores `(1, N, C)`; "v4"/"v5": boxes, classes, scores, count padded to K = max_detections with the builtin NON_MAX_SUPPRESSION op; "android": TFLite_Detection_PostProcess's boxes `(1, K, 4)`, classes `(1, K)`, scores `(1, K)`, count `(1,)` + ObjectDetector metadata |
-    | onnx | uint8 `(batch, S, S, 3)`, batch dynamic | boxes `(batch, N, 4)`, scores `(batch, N, C)` |
+    - saved_model: input uint8 `(batch, S, S, 3)`, batch dynamic. nms "v4" / "v5" (default
+      v5): signature "serving_default" gives boxes `(batch, K, 4)`, classes `(batch, K)` int32
+      (-1 padding), scores `(batch, K)`, count `(batch,)`, and "decoded" the candidates; nms
+      "none": "serving_default" gives the candidates, boxes `(batch, N, 4)` and scores
+      `(batch, N, C)`.
+    - tflite: input `(1, S, S, 3)`, float32 pixels 0..255 (fp32, fp16) or uint8 (int8, scale 1,
+      zero point 0). nms "none" (default): boxes `(1, N, 4)`, scores `(1, N, C)`; "v4" / "v5":
+      boxes, classes, scores, count padded to K = max_detections, NMS by the builtin
+      NON_MAX_SUPPRESSION_V4 / _V5 op; "android": TFLite_Detection_PostProcess's boxes
+      `(1, K, 4)`, classes `(1, K)`, scores `(1, K)`, count `(1,)` plus ObjectDetector metadata.
+    - onnx: input uint8 `(batch, S, S, 3)`, batch dynamic; boxes `(batch, N, 4)`, scores
+      `(batch, N, C)`.
+    N is the number of candidates (25200 at 640 for the P5 models); in-graph NMS is
+    class-aware, each candidate keeping its best class.
 
     Args:
         model: a `YOLOv7Detector` (any backend) or a path to a `.keras` file of one.
@@ -188,7 +188,7 @@ def export(
     if validation_data is not None and options["quantization"] != "int8":
         raise ValueError("validation_data is used by int8 exports only (the mAP comparison)")
 
-    _log(options, f"preparing the fused {size}x{size} model")
+    progress(options, f"preparing the fused {size}x{size} model")
     fixed = fixed_size_model(model, size)
     reference_raw = [
         keras.ops.convert_to_numpy(r) for r in fixed(samples, training=False)[: fixed.num_levels]
@@ -231,7 +231,9 @@ def _load_model(model):
     if isinstance(model, (str, os.PathLike)):
         model = keras.saving.load_model(model)
     if not isinstance(model, YOLOv7Detector):
-        raise TypeError(f"model must be a YOLOv7Detector or a .keras path, got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a YOLOv7Detector or a .keras path, got {type(model).__name__}"
+        )
     return model
 
 
@@ -272,7 +274,9 @@ def _resolve_options(model, path, format, **options):
     names = options["class_names"]
     names = [str(i) for i in range(model.num_classes)] if names is None else list(names)
     if len(names) != model.num_classes:
-        raise ValueError(f"class_names has {len(names)} names but the model has {model.num_classes} classes")
+        raise ValueError(
+            f"class_names has {len(names)} names but the model has {model.num_classes} classes"
+        )
     options["class_names"] = names
     if int(options["max_detections"]) < 1:
         raise ValueError(f"max_detections must be at least 1, got {options['max_detections']}")
@@ -328,7 +332,8 @@ def _prepare_target(path, format):
     return target
 
 
-def _log(options, message):
+def progress(options, message):
+    """Print one progress line when the export is verbose."""
     if options["verbose"]:
         print(f"[export {options['format']}] {message}", flush=True)
 
@@ -353,15 +358,17 @@ def export_tensorflow(fixed, job):
             shutil.rmtree(target)
         os.replace(artifact, target)
         result.path = str(target)
-        _log(options, f"wrote {target} ({result.file_size / 1e6:.1f} MB), verified: {result.verification}")
+        progress(
+            options,
+            f"wrote {target} ({result.file_size / 1e6:.1f} MB), verified: {result.verification}",
+        )
         return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 _RERAISED = {
-    cls.__name__: cls
-    for cls in (ValueError, TypeError, RuntimeError, PermissionError, OSError)
+    cls.__name__: cls for cls in (ValueError, TypeError, RuntimeError, PermissionError, OSError)
 }
 
 
@@ -369,7 +376,9 @@ def _export_in_subprocess(fixed, job):
     errors = dict(_RERAISED)
     errors["NonBuiltinOpError"] = verify_lib.NonBuiltinOpError
     errors["ExportVerificationError"] = verify_lib.ExportVerificationError
-    _log(job["options"], f"{keras.backend.backend()} backend: exporting in a TensorFlow subprocess")
+    progress(
+        job["options"], f"{keras.backend.backend()} backend: exporting in a TensorFlow subprocess"
+    )
     validation = job["validation_data"]
     if validation is not None:
         dataset, batches = validation

@@ -12,13 +12,13 @@ from keras_yolov7.export import onnx as onnx_lib
 from keras_yolov7.export import saved_model as saved_model_lib
 from keras_yolov7.export import tflite as tflite_lib
 from keras_yolov7.export import verify as verify_lib
-from keras_yolov7.export.export import EVAL_IOU_THRESHOLD
-from keras_yolov7.export.export import EVAL_MAX_DETECTIONS
-from keras_yolov7.export.export import EVAL_SCORE_THRESHOLD
-from keras_yolov7.export.export import INT8_NMS_TOLERANCE
-from keras_yolov7.export.export import TOLERANCES
 from keras_yolov7.export.export import ExportResult
-from keras_yolov7.export.export import _log
+from keras_yolov7.export.export import progress
+from keras_yolov7.export.verify import EVAL_IOU_THRESHOLD
+from keras_yolov7.export.verify import EVAL_MAX_DETECTIONS
+from keras_yolov7.export.verify import EVAL_SCORE_THRESHOLD
+from keras_yolov7.export.verify import INT8_NMS_TOLERANCE
+from keras_yolov7.export.verify import TOLERANCES
 
 
 def build_and_verify(fixed, job, workdir):
@@ -80,21 +80,29 @@ def _saved_model(export_graph, job, workdir):
     options = job["options"]
     path = workdir / "saved_model"
     functions = saved_model_lib.serving_functions(export_graph, options["nms"], *_nms_args(options))
-    _log(options, f"writing the SavedModel (signatures {sorted(functions)})")
+    progress(options, f"writing the SavedModel (signatures {sorted(functions)})")
     saved_model_lib.write(path, export_graph, functions, tf.uint8, batch_size=None)
 
-    _log(options, "verifying the SavedModel against the Keras model")
+    progress(options, "verifying the SavedModel against the Keras model")
     loaded = tf.saved_model.load(str(path))
     images = tf.constant(job["samples"])
     decoded_name = "decoded" if "decoded" in functions else "serving_default"
     decoded = {k: v.numpy() for k, v in loaded.signatures[decoded_name](images=images).items()}
     ref_boxes, ref_scores = _references(job)
-    figures = {"decoded": verify_lib.decoded_difference(decoded["boxes"], decoded["scores"], ref_boxes, ref_scores)}
+    figures = {
+        "decoded": verify_lib.decoded_difference(
+            decoded["boxes"], decoded["scores"], ref_boxes, ref_scores
+        )
+    }
     verify_lib.check(figures["decoded"], TOLERANCES["fp32"], "SavedModel candidates")
     if options["nms"] != "none":
         outputs = loaded.signatures["serving_default"](images=images)
         detections = verify_lib.unpack_detections({k: v.numpy() for k, v in outputs.items()})
-        figures.update(_nms_figures(job, detections, decoded["boxes"], decoded["scores"], ref_boxes, ref_scores))
+        figures.update(
+            _nms_figures(
+                job, detections, decoded["boxes"], decoded["scores"], ref_boxes, ref_scores
+            )
+        )
         _check_nms_figures(figures, "fp32", "SavedModel")
     signature = loaded.signatures["serving_default"]
     inputs = {
@@ -134,20 +142,22 @@ def _tflite(export_graph, job, workdir):
         tf.float32,
         batch_size=1,
     )
-    _log(options, f"converting to TFLite {quantization}, nms {nms}")
+    progress(options, f"converting to TFLite {quantization}, nms {nms}")
     custom = (layout.POSTPROCESS_OP,) if nms == "android" else ()
-    model = tflite_lib.convert(source, quantization, job["calibration_images"], custom_ops=bool(custom))
+    model = tflite_lib.convert(
+        source, quantization, job["calibration_images"], custom_ops=bool(custom)
+    )
     ops = tflite_lib.check_builtin_ops(model, allowed_custom=custom)
     tflite_lib.check_static_shapes(model)
     model = tflite_lib.reorder_outputs(model, OUTPUT_ORDER[nms])
     metadata = ""
     if nms == "android":
         model, metadata = metadata_lib.add_object_detector_metadata(model, options["class_names"])
-        _log(options, f"Android metadata {metadata}")
+        progress(options, f"Android metadata {metadata}")
     path = workdir / "model.tflite"
     path.write_bytes(model)
 
-    _log(options, "verifying the TFLite model against the Keras model")
+    progress(options, "verifying the TFLite model against the Keras model")
     runner = tflite_lib.interpreter(model, preserve_all_tensors=nms != "none")
     float_ops = tflite_lib.check_integer_network(runner) if quantization == "int8" else {}
     figures = _verify_tflite(runner, job)
@@ -172,7 +182,10 @@ def _tflite(export_graph, job, workdir):
 
 
 def _describe(detail):
-    description = {"shape": [int(d) for d in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name}
+    description = {
+        "shape": [int(d) for d in detail["shape"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+    }
     scale, zero_point = detail["quantization"]
     if scale:
         description["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
@@ -210,12 +223,12 @@ def tflite_candidates(runner, image, nms):
         return outputs, np.concatenate([center - half, center + half], -1), scores
     classes = np.floor(first[:, 0] / layout.CLASS_SHIFT).astype(np.int64)
     boxes = (first - classes[:, None] * layout.CLASS_SHIFT) / layout.BOX_UNITS
-    scores = np.zeros((len(second), runner_num_classes(runner)), np.float64)
+    scores = np.zeros((len(second), _num_classes(runner)), np.float64)
     scores[np.arange(len(second)), classes] = second
     return outputs, boxes, scores
 
 
-def runner_num_classes(runner):
+def _num_classes(runner):
     for op in runner._get_ops_details():
         if op["op_name"] == "ARG_MAX":
             return int(runner.get_tensor_details()[int(op["inputs"][0])]["shape"][-1])
@@ -257,7 +270,9 @@ def _verify_tflite(runner, job):
     if quantization in TOLERANCES:
         extra = 1.0 / layout.BOX_UNITS if nms in layout.NMS_OPS else 0.0
         tolerance = TOLERANCES[quantization]
-        verify_lib.check({"boxes_max_abs_diff": decoded["boxes_max_abs_diff"]}, tolerance + extra, what)
+        verify_lib.check(
+            {"boxes_max_abs_diff": decoded["boxes_max_abs_diff"]}, tolerance + extra, what
+        )
         verify_lib.check({"scores_max_abs_diff": decoded["scores_max_abs_diff"]}, tolerance, what)
     if nms != "none":
         _check_nms_figures(figures, quantization, what)
@@ -346,29 +361,43 @@ def _to_original(boxes, scores, meta, size):
 
 
 def _onnx(export_graph, job, workdir):
+    import onnxruntime
+
     options = job["options"]
     path = workdir / "model.onnx"
     functions = saved_model_lib.serving_functions(export_graph, "none", *_nms_args(options))
-    _log(options, f"converting to ONNX (opset {options['opset']})")
-    ops = onnx_lib.convert(functions["serving_default"], options["image_size"], path, options["opset"])
+    progress(options, f"converting to ONNX (opset {options['opset']})")
+    ops = onnx_lib.convert(
+        functions["serving_default"], options["image_size"], path, options["opset"]
+    )
 
-    _log(options, "verifying in onnxruntime against the Keras model")
+    progress(options, "verifying in onnxruntime against the Keras model")
     session = onnx_lib.session(path)
     samples = job["samples"]
     batched = onnx_lib.run(session, samples)
     single = onnx_lib.run(session, samples[:1])
     ref_boxes, ref_scores = _references(job)
     figures = {
-        "decoded": verify_lib.decoded_difference(batched["boxes"], batched["scores"], ref_boxes, ref_scores),
+        "decoded": verify_lib.decoded_difference(
+            batched["boxes"], batched["scores"], ref_boxes, ref_scores
+        ),
         "batch_1_vs_batch_n_max_abs_diff": float(
             max(np.abs(single[k] - batched[k][:1]).max() for k in single)
         ),
-        "onnxruntime": __import__("onnxruntime").__version__,
+        "onnxruntime": onnxruntime.__version__,
     }
     verify_lib.check(figures["decoded"], TOLERANCES["fp32"], "ONNX")
-    verify_lib.check({"batch_max_abs_diff": figures["batch_1_vs_batch_n_max_abs_diff"]}, TOLERANCES["fp32"], "ONNX")
-    inputs = {i.name: {"shape": _onnx_shape(i.shape), "dtype": i.type} for i in session.get_inputs()}
-    outputs = {o.name: {"shape": _onnx_shape(o.shape), "dtype": o.type} for o in session.get_outputs()}
+    verify_lib.check(
+        {"batch_max_abs_diff": figures["batch_1_vs_batch_n_max_abs_diff"]},
+        TOLERANCES["fp32"],
+        "ONNX",
+    )
+    inputs = {
+        i.name: {"shape": _onnx_shape(i.shape), "dtype": i.type} for i in session.get_inputs()
+    }
+    outputs = {
+        o.name: {"shape": _onnx_shape(o.shape), "dtype": o.type} for o in session.get_outputs()
+    }
     return _result(job, path, inputs=inputs, outputs=outputs, ops=ops, verification=figures)
 
 

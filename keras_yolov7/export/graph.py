@@ -17,7 +17,6 @@ from keras_yolov7.export.layout import POSTPROCESS_OP
 from keras_yolov7.export.layout import SCORE_UNITS
 
 
-
 def nearest_upsample(x, size):
     """Nearest-neighbour upsampling as CONCATENATION + RESHAPE.
 
@@ -82,9 +81,9 @@ class ExportGraph:
         # per candidate. See postprocess_encodings.
         offset = np.concatenate(xy_offset)
         size = np.concatenate(anchor_size)
-        self.postprocess_anchors = np.concatenate(
-            [offset[:, ::-1], size[:, ::-1]], axis=-1
-        ).astype(np.float32)
+        self.postprocess_anchors = np.concatenate([offset[:, ::-1], size[:, ::-1]], axis=-1).astype(
+            np.float32
+        )
         self._center_gain = (np.concatenate(xy_gain) / size).astype(np.float32)
 
     def raw(self, images):
@@ -181,9 +180,7 @@ class ExportGraph:
         return dict(zip(("boxes", "scores", "classes", "count"), outputs))
 
 
-def _class_aware_nms(
-    boxes, scores, op, max_detections, iou_threshold, score_threshold, pin_ranges
-):
+def _class_aware_nms(boxes, scores, op, max_detections, iou_threshold, score_threshold, pin_ranges):
     # Everything from the integer boxes on is int32 or float32 from int32: no op after the NMS is
     # quantisable, so an int8 model's outputs keep the decoded boxes' and scores' precision
     # instead of inheriting a scale calibrated on (possibly empty) NMS results.

@@ -170,10 +170,10 @@ def check_builtin_ops(model, allowed_custom=()):
     )
     if bad:
         flex = [name for name in bad if name.startswith("custom:Flex")]
+        why = " (Flex / SELECT_TF_OPS: TensorFlow kernels no NPU delegate runs)" if flex else ""
+        extra = f" plus {list(allowed_custom)}" if allowed_custom else ""
         raise NonBuiltinOpError(
-            f"the TFLite model uses non-builtin ops {bad}"
-            + (" (Flex / SELECT_TF_OPS: TensorFlow kernels no NPU delegate runs)" if flex else "")
-            + f"; expected builtin ops only{' plus ' + str(list(allowed_custom)) if allowed_custom else ''}"
+            f"the TFLite model uses non-builtin ops {bad}{why}; expected builtin ops only{extra}"
         )
     return counts
 

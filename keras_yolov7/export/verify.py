@@ -15,6 +15,15 @@ from keras_yolov7.export.layout import BOX_UNITS
 from keras_yolov7.export.layout import CLASS_SHIFT
 
 MATCH_IOU = 0.5
+# Max abs difference of boxes (normalised) and scores allowed against the Keras model.
+TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2}
+# int8 NMS against NumPy NMS on the same candidates: sorted kept scores may differ by score ties
+# (about 13 int8 steps allowed); see formats._check_nms_figures.
+INT8_NMS_TOLERANCE = 0.05
+# Official evaluation settings, used for the int8-vs-float mAP comparison.
+EVAL_SCORE_THRESHOLD = 0.001
+EVAL_IOU_THRESHOLD = 0.65
+EVAL_MAX_DETECTIONS = 300
 
 
 class ExportVerificationError(RuntimeError):
@@ -105,9 +114,7 @@ def _greedy_nms(boxes, scores, iou_threshold, limit):
     return np.asarray(keep, np.int64)
 
 
-def reference_nms(
-    boxes, scores, max_detections, iou_threshold, score_threshold, per_class=False
-):
+def reference_nms(boxes, scores, max_detections, iou_threshold, score_threshold, per_class=False):
     """NumPy NMS with the exports' semantics, for one image.
 
     Args:
@@ -126,7 +133,9 @@ def reference_nms(
         picked = []
         for c in range(scores.shape[1]):
             candidates = np.flatnonzero(scores[:, c] > score_threshold)
-            keep = _greedy_nms(boxes[candidates], scores[candidates, c], iou_threshold, max_detections)
+            keep = _greedy_nms(
+                boxes[candidates], scores[candidates, c], iou_threshold, max_detections
+            )
             picked += [(scores[i, c], c, i) for i in candidates[keep]]
         picked.sort(key=lambda p: -p[0])
         picked = picked[:max_detections]
