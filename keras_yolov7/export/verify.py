@@ -1,12 +1,13 @@
 """Checks every export runs: exported outputs against the Keras model on the same images.
 
-Two kinds of figures:
+Figures (see docs/export.md):
 - decoded: max abs difference of the pre-NMS candidates (boxes normalised to [0, 1], scores)
   between the exported model and `keras_yolov7.ops.decode_predictions` of the Keras model.
-- detections: agreement of the exported model's NMS output with a NumPy NMS of the same
-  semantics run on the Keras model's candidates (recall / precision of matched detections, and
-  the max box and score difference over matched pairs).
-int8 models are further compared to the float model by mAP@0.5 on a validation set.
+- nms: the exported model's in-graph NMS against a NumPy NMS of the same semantics run on the
+  exported model's own candidates (counts and sorted scores per image).
+- detections: agreement of the exported detections with NumPy NMS on the Keras model's
+  candidates (recall / precision of matched detections, max box and score difference).
+- map (int8): mAP@0.5 of the int8 model next to the float model's on a validation set.
 """
 
 import numpy as np
