@@ -1,0 +1,416 @@
+"""The export entry point: `keras_yolov7.export.export(model, path, format=..., ...)`.
+
+Every export is built from the fused model with a static input, written to a temporary path
+next to the target, loaded back and verified against the Keras model, and only then moved into
+place: a failed conversion or verification never leaves a file that looks valid.
+
+The conversion itself is TensorFlow code. Under KERAS_BACKEND=jax or torch the model's weights
+are handed to a TensorFlow-backend subprocess that runs the same export; the reference outputs
+the export is verified against are still computed by the caller's backend.
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import keras
+import numpy as np
+
+from keras_yolov7.export import calibration
+from keras_yolov7.export import verify as verify_lib
+from keras_yolov7.export.layout import FORMATS
+from keras_yolov7.export.layout import MAX_CLASSES
+from keras_yolov7.export.layout import NMS_CHOICES
+from keras_yolov7.export.layout import NMS_OPS
+from keras_yolov7.export.layout import QUANTIZATIONS
+from keras_yolov7.models import YOLOv7Detector
+from keras_yolov7.models.builder import resolve_architecture
+
+DEFAULT_NMS = {"saved_model": "v5", "tflite": "none", "onnx": "none"}
+SUFFIXES = {".tflite": "tflite", ".onnx": "onnx"}
+
+NUM_SAMPLE_IMAGES = 4
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """What an export wrote and how it verified.
+
+    Attributes:
+        path: the exported file (TFLite, ONNX) or directory (SavedModel).
+        format, quantization, nms: the export's settings ("fp32" for SavedModel and ONNX).
+        image_size: the static square input size in pixels.
+        num_classes: number of classes.
+        file_size: bytes on disk (a SavedModel directory counted in full).
+        inputs, outputs: `{name: {"shape": [...], "dtype": str}}` in the model's order
+            (batch shown as -1 when dynamic).
+        ops: `{op name: count}` of the exported graph (TFLite: custom ops as "custom:NAME").
+        float_ops: int8 TFLite only: ops computing in float (post-processing only).
+        verification: the measured figures (see `keras_yolov7.export.verify`).
+        metadata: Android metadata status (TFLite "android" layout), else "".
+    """
+
+    path: str
+    format: str
+    quantization: str
+    nms: str
+    image_size: int
+    num_classes: int
+    file_size: int
+    inputs: dict
+    outputs: dict
+    ops: dict
+    verification: dict
+    float_ops: dict = dataclasses.field(default_factory=dict)
+    metadata: str = ""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def export(
+    model,
+    path,
+    format=None,
+    *,
+    image_size=None,
+    quantization="fp32",
+    nms=None,
+    representative_data=None,
+    num_calibration_images=200,
+    sample_images=None,
+    validation_data=None,
+    class_names=None,
+    max_detections=100,
+    score_threshold=0.25,
+    iou_threshold=0.45,
+    opset=13,
+    verbose=True,
+):
+    """Export a YOLOv7Detector to SavedModel, TFLite or ONNX and verify the result.
+
+    The exported graph is always the fused model (a model that is not fused is fused first)
+    with a static square input. Inputs are RGB images, pixel values 0..255, letterboxed to
+    `image_size` (pad value 114, as the validation pipeline). Boxes are normalised to [0, 1] of
+    that input: xyxy, except the "android" layout which is ymin, xmin, ymax, xmax.
+
+    - saved_model: input uint8 `(batch, S, S, 3)`, batch dynamic. nms "v4" / "v5" (default
+      v5): signature "serving_default" gives boxes `(batch, K, 4)`, classes `(batch, K)` int32
+      (-1 padding), scores `(batch, K)`, count `(batch,)`, and "decoded" the candidates; nms
+      "none": "serving_default" gives the candidates, boxes `(batch, N, 4)` and scores
+      `(batch, N, C)`.
+    - tflite: input `(1, S, S, 3)`, float32 pixels 0..255 (fp32, fp16) or uint8 (int8, scale 1,
+      zero point 0). nms "none" (default): boxes `(1, N, 4)`, scores `(1, N, C)`; "v4" / "v5":
+      boxes, classes, scores, count padded to K = max_detections, NMS by the builtin
+      NON_MAX_SUPPRESSION_V4 / _V5 op; "android": TFLite_Detection_PostProcess's boxes
+      `(1, K, 4)`, classes `(1, K)`, scores `(1, K)`, count `(1,)` plus ObjectDetector metadata.
+    - onnx: input uint8 `(batch, S, S, 3)`, batch dynamic; boxes `(batch, N, 4)`, scores
+      `(batch, N, C)`.
+    N is the number of candidates (25200 at 640 for the P5 models); in-graph NMS is
+    class-aware, each candidate keeping its best class.
+
+    Args:
+        model: a `YOLOv7Detector` (any backend) or a path to a `.keras` file of one.
+        path: output file (.tflite, .onnx) or directory (SavedModel). Missing parent folders
+            are created; an existing target is replaced only after the new export verified.
+        format: "saved_model", "tflite" or "onnx"; None infers it from the suffix of `path`
+            (.tflite, .onnx, anything else a SavedModel).
+        image_size: square input size (a multiple of the largest stride); default the model's
+            fixed size, else the preset's training size (640, or 1280 for P6 models).
+        quantization: TFLite only: "fp32", "fp16" or "int8" (full-integer, uint8 input).
+        nms: "none", "v4", "v5" or "android" (TFLite only); default per format (above).
+        representative_data: int8 only: calibration images `(N, S, S, 3)` uint8 letterboxed to
+            `image_size`, an iterable of such batches or of `(images, targets)` pairs (the
+            validation pipeline's dataset), or a callable returning one.
+        num_calibration_images: the most representative images used.
+        sample_images: images the export is verified on (same forms as representative_data);
+            default the first 4 representative images, else synthetic images.
+        validation_data: int8 only, optional: `(dataset, batches)` where dataset is the
+            `DetectionDataset` and batches the validation pipeline's `(images, targets)`
+            batches; the int8 model's mAP@0.5 is then reported next to the float model's.
+        class_names: labels for the Android metadata; default "0", "1", ...
+        max_detections: K, detections kept by in-graph NMS.
+        score_threshold, iou_threshold: in-graph NMS thresholds.
+        opset: ONNX opset (at least 13).
+        verbose: print progress.
+
+    Returns:
+        `ExportResult`.
+
+    Raises:
+        ValueError / TypeError: a bad argument (named with what was expected).
+        PermissionError: the output location cannot be written.
+        keras_yolov7.export.NonBuiltinOpError: the TFLite graph needs ops outside the builtin
+            set.
+        keras_yolov7.export.ExportVerificationError: the exported model disagrees with the Keras
+            model beyond tolerance.
+    """
+    model = _load_model(model)
+    options = _resolve_options(
+        model,
+        path=path,
+        format=format,
+        image_size=image_size,
+        quantization=quantization,
+        nms=nms,
+        class_names=class_names,
+        max_detections=max_detections,
+        score_threshold=score_threshold,
+        iou_threshold=iou_threshold,
+        opset=opset,
+        num_calibration_images=num_calibration_images,
+        verbose=verbose,
+    )
+    target = _prepare_target(path, options["format"])
+    size = options["image_size"]
+    calibration_images = None
+    if options["quantization"] == "int8":
+        if representative_data is None:
+            raise ValueError(
+                "int8 export needs representative_data: images (N, "
+                f"{size}, {size}, 3) letterboxed from your dataset (the validation pipeline)"
+            )
+        calibration_images = calibration.collect_images(
+            representative_data, size, options["num_calibration_images"]
+        )
+    if sample_images is not None:
+        samples = calibration.collect_images(sample_images, size, 16, "sample_images")
+    elif calibration_images is not None:
+        samples = calibration_images[:NUM_SAMPLE_IMAGES]
+    else:
+        samples = verify_lib.synthetic_images(NUM_SAMPLE_IMAGES, size)
+    if validation_data is not None and options["quantization"] != "int8":
+        raise ValueError("validation_data is used by int8 exports only (the mAP comparison)")
+
+    progress(options, f"preparing the fused {size}x{size} model")
+    fixed = fixed_size_model(model, size)
+    reference_raw = [
+        keras.ops.convert_to_numpy(r) for r in fixed(samples, training=False)[: fixed.num_levels]
+    ]
+    job = {
+        "target": str(target),
+        "options": options,
+        "calibration_images": calibration_images,
+        "samples": samples,
+        "reference_raw": reference_raw,
+        "validation_data": validation_data,
+    }
+    if keras.backend.backend() == "tensorflow":
+        return export_tensorflow(fixed, job)
+    return _export_in_subprocess(fixed, job)
+
+
+def fixed_size_model(model, image_size):
+    """The fused form of `model` with a static `(image_size, image_size)` input.
+
+    Args:
+        model: a `YOLOv7Detector`, fused or not.
+        image_size: square input size in pixels.
+
+    Returns:
+        A fused `YOLOv7Detector` with input `(batch, image_size, image_size, 3)` and the same
+        weights (the model itself when it already is that).
+    """
+    fused = model if model.fused else model.get_fused()
+    if fused.image_size == (image_size, image_size):
+        return fused
+    config = fused.get_config()
+    config.update(image_size=image_size, name=f"{fused.name}_{image_size}")
+    fixed = YOLOv7Detector.from_config(config)
+    fixed.set_weights(fused.get_weights())
+    return fixed
+
+
+def _load_model(model):
+    if isinstance(model, (str, os.PathLike)):
+        model = keras.saving.load_model(model)
+    if not isinstance(model, YOLOv7Detector):
+        raise TypeError(
+            f"model must be a YOLOv7Detector or a .keras path, got {type(model).__name__}"
+        )
+    return model
+
+
+def _resolve_options(model, path, format, **options):
+    if format is None:
+        format = SUFFIXES.get(pathlib.Path(str(path)).suffix.lower(), "saved_model")
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; expected one of {FORMATS}")
+    quantization = options["quantization"] or "fp32"
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}; expected one of {QUANTIZATIONS}")
+    if format != "tflite" and quantization != "fp32":
+        raise ValueError(f"quantization {quantization!r} is for TFLite; {format} exports are fp32")
+    nms = options["nms"] or DEFAULT_NMS[format]
+    if nms not in NMS_CHOICES:
+        raise ValueError(f"unknown nms {nms!r}; expected one of {NMS_CHOICES}")
+    if format == "onnx" and nms != "none":
+        raise ValueError(
+            f"ONNX exports the decoded candidates (nms 'none'), got nms {nms!r}; run NMS in "
+            "your onnxruntime code or export a SavedModel / TFLite with NMS"
+        )
+    if format == "saved_model" and nms == "android":
+        raise ValueError("nms 'android' (TFLite_Detection_PostProcess) is a TFLite layout")
+    if nms in NMS_OPS and model.num_classes > MAX_CLASSES:
+        raise ValueError(
+            f"in-graph NMS ({nms}) supports at most {MAX_CLASSES} classes, the model has "
+            f"{model.num_classes}; export with nms 'none'"
+        )
+    options.update(
+        format=format,
+        quantization=quantization,
+        nms=nms,
+        image_size=_resolve_image_size(model, options["image_size"]),
+        num_classes=model.num_classes,
+        anchors=np.asarray(model.anchors),
+        strides=tuple(model.strides),
+    )
+    names = options["class_names"]
+    names = [str(i) for i in range(model.num_classes)] if names is None else list(names)
+    if len(names) != model.num_classes:
+        raise ValueError(
+            f"class_names has {len(names)} names but the model has {model.num_classes} classes"
+        )
+    options["class_names"] = names
+    if int(options["max_detections"]) < 1:
+        raise ValueError(f"max_detections must be at least 1, got {options['max_detections']}")
+    for name in ("score_threshold", "iou_threshold"):
+        if not 0.0 <= float(options[name]) <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {options[name]}")
+    if int(options["num_calibration_images"]) < 1:
+        raise ValueError(
+            f"num_calibration_images must be at least 1, got {options['num_calibration_images']}"
+        )
+    return options
+
+
+def _resolve_image_size(model, image_size):
+    if image_size is None:
+        if model.image_size is not None:
+            height, width = model.image_size
+            if height != width:
+                raise ValueError(
+                    f"the model's input is {height}x{width}; exports take square inputs: pass "
+                    "image_size"
+                )
+            image_size = height
+        else:
+            image_size = resolve_architecture(model.architecture).get("input_size", 640)
+    if isinstance(image_size, (tuple, list)):
+        if len(image_size) != 2 or image_size[0] != image_size[1]:
+            raise ValueError(f"image_size must be one int (square input), got {image_size}")
+        image_size = image_size[0]
+    image_size = int(image_size)
+    max_stride = max(model.strides)
+    if image_size < max_stride or image_size % max_stride:
+        raise ValueError(
+            f"image_size {image_size} is not a positive multiple of the model's largest stride "
+            f"{max_stride}"
+        )
+    return image_size
+
+
+def _prepare_target(path, format):
+    target = pathlib.Path(path).expanduser().absolute()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(f"cannot create the output folder {target.parent}: {error}") from None
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write to the output folder {target.parent}")
+    if target.exists():
+        if format == "saved_model" and not target.is_dir():
+            raise ValueError(f"{target} is a file; a SavedModel export needs a directory path")
+        if format != "saved_model" and target.is_dir():
+            raise ValueError(f"{target} is a directory; a {format} export needs a file path")
+    return target
+
+
+def progress(options, message):
+    """Print one progress line when the export is verbose."""
+    if options["verbose"]:
+        print(f"[export {options['format']}] {message}", flush=True)
+
+
+def export_tensorflow(fixed, job):
+    """Run an export on the TensorFlow backend (the body of `export`, also run by the worker).
+
+    Args:
+        fixed: the fused fixed-size `YOLOv7Detector` (TensorFlow backend).
+        job: dict built by `export`: target, options, calibration and sample images, the
+            reference raw outputs on the samples, validation data.
+    """
+    from keras_yolov7.export import formats
+
+    options = job["options"]
+    target = pathlib.Path(job["target"])
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        result = formats.build_and_verify(fixed, job, workdir)
+        artifact = pathlib.Path(result.path)
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(artifact, target)
+        result.path = str(target)
+        progress(
+            options,
+            f"wrote {target} ({result.file_size / 1e6:.1f} MB), verified: {result.verification}",
+        )
+        return result
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+_RERAISED = {
+    cls.__name__: cls for cls in (ValueError, TypeError, RuntimeError, PermissionError, OSError)
+}
+
+
+def _export_in_subprocess(fixed, job):
+    errors = dict(_RERAISED)
+    errors["NonBuiltinOpError"] = verify_lib.NonBuiltinOpError
+    errors["ExportVerificationError"] = verify_lib.ExportVerificationError
+    progress(
+        job["options"], f"{keras.backend.backend()} backend: exporting in a TensorFlow subprocess"
+    )
+    validation = job["validation_data"]
+    if validation is not None:
+        dataset, batches = validation
+        job["validation_data"] = (dataset, [_to_numpy(batch) for batch in batches])
+    with tempfile.TemporaryDirectory(prefix="kyv7-export-") as folder:
+        folder = pathlib.Path(folder)
+        fixed.save_weights(folder / "model.weights.h5")
+        # Plain JSON data: Keras wraps dict attributes (a custom architecture) in trackers that
+        # do not pickle.
+        job["config"] = json.loads(json.dumps(fixed.get_config()))
+        with open(folder / "job.pkl", "wb") as file:
+            pickle.dump(job, file)
+        env = dict(os.environ, KERAS_BACKEND="tensorflow")
+        root = str(pathlib.Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        process = subprocess.run(
+            [sys.executable, "-m", "keras_yolov7.export.worker", str(folder)], env=env
+        )
+        outcome_path = folder / "outcome.pkl"
+        if not outcome_path.exists():
+            raise RuntimeError(
+                f"the TensorFlow export subprocess exited with code {process.returncode} "
+                "without a result (see its output above)"
+            )
+        with open(outcome_path, "rb") as file:
+            outcome = pickle.load(file)
+    if "error" in outcome:
+        name, message = outcome["error"]
+        raise errors.get(name, RuntimeError)(message if name in errors else f"{name}: {message}")
+    return outcome["result"]
+
+
+def _to_numpy(batch):
+    images, targets = batch
+    return np.asarray(images), {key: np.asarray(value) for key, value in targets.items()}

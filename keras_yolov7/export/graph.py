@@ -1,0 +1,273 @@
+"""The TensorFlow graph every export is built from: network, decode tail and NMS variants.
+
+The tail is written for quantisation and mobile delegates: per-candidate constants are folded so
+each step is one multiply or add, boxes are normalised to [0, 1] and kept apart from the scores
+(one int8 scale cannot serve pixel boxes and [0, 1] scores), and every shape is static.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_yolov7.export.layout import BOX_UNITS
+from keras_yolov7.export.layout import CLASS_SHIFT
+from keras_yolov7.export.layout import MAX_CLASSES
+from keras_yolov7.export.layout import NMS_OPS
+from keras_yolov7.export.layout import POSTPROCESS_OP
+from keras_yolov7.export.layout import SCORE_UNITS
+
+
+def nearest_upsample(x, size):
+    """Nearest-neighbour upsampling as CONCATENATION + RESHAPE.
+
+    Keras lowers `UpSampling2D(interpolation="nearest")` to TILE, which XNNPACK and most NPU
+    delegates do not take (the graph then splits into several delegate partitions); copying
+    through concat and reshape is the same result in ops every delegate supports.
+    """
+    rows, cols = size
+    _, height, width, channels = x.shape
+    x = tf.reshape(tf.concat([x] * cols, axis=-1), (-1, height, width * cols, channels))
+    x = tf.concat([x] * rows, axis=2)
+    return tf.reshape(x, (-1, height * rows, width * cols, channels))
+
+
+def _delegate_friendly(operation):
+    if isinstance(operation, keras.layers.UpSampling2D) and operation.interpolation == "nearest":
+        return lambda x: nearest_upsample(x, operation.size)
+    return operation
+
+
+class ExportGraph:
+    """Turns a fused, fixed-size YOLOv7Detector into the tensors the exports serve.
+
+    Args:
+        model: a fused `YOLOv7Detector` with a static square input
+            (`keras_yolov7.export.fixed_size_model`).
+        int8: the graph is for full-integer quantisation (pins the ranges the quantiser cannot
+            calibrate: see `_normalise`).
+
+    Output conventions (all exports):
+        boxes: `(batch, N, 4)` xyxy normalised to [0, 1] of the network input, clipped.
+        scores: `(batch, N, num_classes)` objectness times class probability.
+        N = sum over lead levels of (size / stride)^2 * num_anchors (6300 at 320, 25200 at 640
+        for the P5 models).
+    """
+
+    def __init__(self, model, int8=False):
+        if not model.fused:
+            raise ValueError("ExportGraph needs a fused model with a static input size")
+        height, width = model.image_size
+        self.model = model
+        self.int8 = bool(int8)
+        self.image_size = int(height)
+        self.num_classes = int(model.num_classes)
+        xy_gain, xy_offset, half_wh_gain, anchor_size = [], [], [], []
+        for anchors, stride in zip(model.anchors, model.strides):
+            cells = self.image_size // stride
+            gy, gx = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
+            grid = np.stack([gx, gy], -1)[:, :, None, :].astype(np.float64)  # (H, W, 1, 2)
+            grid = np.broadcast_to(grid, (cells, cells, len(anchors), 2)).reshape(-1, 2)
+            size = np.broadcast_to(anchors, (cells, cells, len(anchors), 2)).reshape(-1, 2)
+            # decode: xy = (2 s - 0.5 + grid) * stride; wh = (2 s)^2 * anchor; all / image size
+            xy_gain.append(np.full((len(grid), 1), 2.0 * stride / self.image_size))
+            xy_offset.append((grid - 0.5) * stride / self.image_size)
+            half_wh_gain.append(2.0 * size / self.image_size)
+            anchor_size.append(4.0 * size / self.image_size)
+        self.num_candidates = sum(len(g) for g in xy_gain)
+        self._xy_gain = np.concatenate(xy_gain).astype(np.float32)
+        self._xy_offset = np.concatenate(xy_offset).astype(np.float32)
+        self._half_wh_gain = np.concatenate(half_wh_gain).astype(np.float32)
+        # TFLite_Detection_PostProcess anchors (y, x, h, w): the cell offset and 4 * anchor / size
+        # per candidate. See postprocess_encodings.
+        offset = np.concatenate(xy_offset)
+        size = np.concatenate(anchor_size)
+        self.postprocess_anchors = np.concatenate([offset[:, ::-1], size[:, ::-1]], axis=-1).astype(
+            np.float32
+        )
+        self._center_gain = (np.concatenate(xy_gain) / size).astype(np.float32)
+
+    def raw(self, images):
+        """Lead-level logits `(batch, H_l, W_l, num_anchors, 5 + num_classes)` for `images`."""
+        # Functional graph replay with delegate-friendly ops swapped in (see nearest_upsample).
+        outputs = self.model._run_through_graph(images, operation_fn=_delegate_friendly)
+        return list(outputs)[: self.model.num_levels]
+
+    def _sigmoid_candidates(self, images):
+        # Sigmoid per level before concatenating: every level then shares the [0, 1] range, so an
+        # int8 graph concatenates without requantising.
+        levels = []
+        for raw in self.raw(images):
+            _, height, width, anchors, channels = raw.shape
+            levels.append(tf.reshape(tf.sigmoid(raw), (-1, height * width * anchors, channels)))
+        return tf.concat(levels, axis=1)
+
+    def decoded(self, images):
+        """`(boxes, scores)`: boxes `(batch, N, 4)` normalised xyxy, scores `(batch, N, C)`."""
+        s = self._sigmoid_candidates(images)
+        xy = s[..., 0:2] * self._xy_gain + self._xy_offset
+        half_wh = s[..., 2:4] * s[..., 2:4] * self._half_wh_gain  # MUL has int8 kernels, SQUARE not
+        boxes = tf.concat([xy - half_wh, xy + half_wh], axis=-1)
+        if self.int8:
+            # The [0, 1] quantisation range clips by saturation, with no op: XNNPACK does not
+            # delegate int8 MINIMUM / RELU, which would split the graph.
+            boxes = tf.quantization.fake_quant_with_min_max_args(boxes, 0.0, 1.0)
+        else:
+            boxes = tf.clip_by_value(boxes, 0.0, 1.0)
+        scores = s[..., 5:] * s[..., 4:5]
+        return boxes, scores
+
+    def postprocess_encodings(self, images):
+        """Inputs of TFLite_Detection_PostProcess: center-size encodings of YOLOv7's boxes.
+
+        The op decodes `y = y_enc * anchor_h + anchor_y`, `h = exp(h_enc) * anchor_h` (scales
+        1). With per-candidate anchors `anchor_y = (grid_y - 0.5) * stride / size` and
+        `anchor_h = 4 * anchor_px / size`, the encodings `y_enc = s_y * stride / (2 anchor_px)`
+        and `h_enc = 2 log s_h` reproduce YOLOv7's decode exactly, and stay in small ranges that
+        int8 represents well ([0, 0.4] and [2 log floor, 0]).
+
+        Returns:
+            box_encodings `(batch, N, 4)` as `(y, x, h, w)`, scores `(batch, N, num_classes)`.
+        """
+        s = self._sigmoid_candidates(images)
+        center = s[..., 0:2] * self._center_gain
+        # The floor keeps the log finite; int8 uses a higher one (boxes under 1% of the anchor
+        # size are clamped there) so the log's quantisation range stays narrow.
+        log_size = tf.math.log(tf.maximum(s[..., 2:4], 0.05 if self.int8 else 1e-4)) * 2.0
+        encodings = tf.concat([center[..., ::-1], log_size[..., ::-1]], axis=-1)
+        return encodings, s[..., 5:] * s[..., 4:5]
+
+    def nms(self, images, op, max_detections, iou_threshold, score_threshold):
+        """Decode and class-aware NMS with the builtin NON_MAX_SUPPRESSION_V4 or _V5 op.
+
+        Each candidate keeps its best class; boxes of different classes are shifted apart so one
+        single-class NMS call is class-aware (as the official YOLOv7 NMS).
+
+        Returns:
+            dict with boxes `(batch, max_detections, 4)` normalised xyxy, scores
+            `(batch, max_detections)`, classes `(batch, max_detections)` int32 and count
+            `(batch,)` int32; entries past count are 0 (classes -1).
+        """
+        if op not in NMS_OPS:
+            raise ValueError(f"unknown NMS op {op!r}; expected one of {NMS_OPS}")
+        if self.num_classes > MAX_CLASSES:
+            raise ValueError(
+                f"in-graph NMS supports at most {MAX_CLASSES} classes, the model has "
+                f"{self.num_classes}"
+            )
+        boxes, scores = self.decoded(images)
+
+        def one_image(args):
+            return _class_aware_nms(
+                *args,
+                op,
+                max_detections,
+                float(iou_threshold),
+                float(score_threshold),
+                self.int8,
+            )
+
+        if boxes.shape[0] == 1:  # static batch of one (TFLite): no loop in the graph
+            outputs = one_image((boxes[0], scores[0]))
+            outputs = [tf.expand_dims(o, 0) for o in outputs]
+        else:
+            signature = (
+                tf.TensorSpec((max_detections, 4), tf.float32),
+                tf.TensorSpec((max_detections,), tf.float32),
+                tf.TensorSpec((max_detections,), tf.int32),
+                tf.TensorSpec((), tf.int32),
+            )
+            outputs = tf.map_fn(one_image, (boxes, scores), fn_output_signature=signature)
+        return dict(zip(("boxes", "scores", "classes", "count"), outputs))
+
+
+def _class_aware_nms(boxes, scores, op, max_detections, iou_threshold, score_threshold, pin_ranges):
+    # Everything from the integer boxes on is int32 or float32 from int32: no op after the NMS is
+    # quantisable, so an int8 model's outputs keep the decoded boxes' and scores' precision
+    # instead of inheriting a scale calibrated on (possibly empty) NMS results.
+    best = tf.reduce_max(scores, axis=-1)
+    classes = tf.argmax(scores, axis=-1, output_type=tf.int32)
+    fixed_boxes = tf.cast(tf.round(boxes * float(BOX_UNITS)), tf.int32)
+    fixed_scores = tf.cast(tf.round(best * float(SCORE_UNITS)), tf.int32)
+    # TFLite's NMS kernel never suppresses a zero-area box, not even by itself, and then selects
+    # it again and again: give degenerate (e.g. clipped-away) boxes a one-unit extent.
+    extent = tf.maximum(fixed_boxes[:, 2:], fixed_boxes[:, :2] + 1)
+    nms_boxes = tf.concat([fixed_boxes[:, :2], extent], axis=-1) + classes[:, None] * CLASS_SHIFT
+    shifted = tf.cast(nms_boxes, tf.float32)
+    if op == "v4":
+        # The unbatched padded NMS lowers to NonMaxSuppressionV4 (builtin NON_MAX_SUPPRESSION_V4).
+        index, count = tf.image.non_max_suppression_padded(
+            shifted,
+            best,
+            max_detections,
+            iou_threshold=iou_threshold,
+            score_threshold=score_threshold,
+            pad_to_max_output_size=True,
+        )
+    else:
+        index, _, count = tf.raw_ops.NonMaxSuppressionV5(
+            boxes=shifted,
+            scores=best,
+            max_output_size=max_detections,
+            iou_threshold=iou_threshold,
+            score_threshold=score_threshold,
+            soft_nms_sigma=0.0,
+            pad_to_max_output_size=True,
+        )
+    valid = tf.range(max_detections) < count
+    out_boxes = tf.where(valid[:, None], tf.gather(fixed_boxes, index), 0)
+    out_scores = tf.where(valid, tf.gather(fixed_scores, index), 0)
+    out_classes = tf.where(valid, tf.gather(classes, index), -1)
+    return (
+        _normalise(out_boxes, BOX_UNITS, pin_ranges),
+        _normalise(out_scores, SCORE_UNITS, pin_ranges),
+        out_classes,
+        tf.reshape(count, ()),
+    )
+
+
+def _normalise(fixed, units, pin_ranges):
+    values = tf.cast(fixed, tf.float32)
+    if not pin_ranges:
+        return values / float(units)
+    # int8: the quantiser would calibrate these ranges on the NMS results seen during
+    # calibration (none at all when no calibration image has a detection, which collapses the
+    # outputs to zero); their true ranges are known, so pin them.
+    pin = tf.quantization.fake_quant_with_min_max_args
+    return pin(pin(values, 0.0, float(units)) / float(units), 0.0, 1.0)
+
+
+def postprocess_op(num_classes, max_detections, iou_threshold, score_threshold):
+    """A tf.function the TFLite converter replaces by the TFLite_Detection_PostProcess op.
+
+    The function must reach the converter through a SavedModel (a concrete function is inlined
+    and the op is lost). Regular (per-class) NMS keeps the detections class-aware.
+
+    Returns:
+        `fn(box_encodings (1, N, 4), scores (1, N, C), anchors (N, 4))` returning
+        `(boxes (1, K, 4) ymin-xmin-ymax-xmax normalised, classes (1, K), scores (1, K),
+        count (1,))` in the converted model.
+    """
+    attrs = {
+        "max_detections": f"i: {int(max_detections)}",
+        "max_classes_per_detection": "i: 1",
+        "detections_per_class": f"i: {int(max_detections)}",
+        "use_regular_nms": "b: true",
+        "nms_score_threshold": f"f: {float(score_threshold)}",
+        "nms_iou_threshold": f"f: {float(iou_threshold)}",
+        "y_scale": "f: 1.0",
+        "x_scale": "f: 1.0",
+        "h_scale": "f: 1.0",
+        "w_scale": "f: 1.0",
+        "num_classes": f"i: {int(num_classes)}",
+    }
+    implements = f'name: "{POSTPROCESS_OP}" ' + " ".join(
+        f'attr {{ key: "{key}" value {{ {value} }} }}' for key, value in attrs.items()
+    )
+
+    @tf.function(experimental_implements=implements)
+    def detection_postprocess(box_encodings, scores, anchors):
+        # Placeholder body: the converter swaps the whole function for the op.
+        placeholder = tf.constant(0.0, tf.float32)
+        return placeholder, placeholder, placeholder, placeholder
+
+    return detection_postprocess
