@@ -149,19 +149,19 @@ def test_matches_official_loss(name):
 
 
 def test_from_detector_picks_the_family_gains():
-    def detector(architecture, num_levels):
+    def detector(family, num_levels):
         anchors = np.ones((num_levels, 3, 2), "float32") * 10
         strides = (8, 16, 32, 64)[:num_levels]
         return types.SimpleNamespace(
-            architecture=architecture, num_classes=3, anchors=anchors, strides=strides, num_levels=num_levels
+            family=family, num_classes=3, anchors=anchors, strides=strides, num_levels=num_levels
         )
 
-    tiny = YOLOv7Loss.from_detector(detector("yolov7_tiny", 3), label_smoothing=0.1)
+    tiny = YOLOv7Loss.from_detector(detector("tiny", 3), label_smoothing=0.1)
     assert (tiny.box, tiny.obj, tiny.cls, tiny.label_smoothing) == (0.05, 1.0, 0.5, 0.1)
     assert tiny.num_classes == 3 and tiny.strides == [8, 16, 32] and tiny.balance == [4.0, 1.0, 0.4]
-    p5 = YOLOv7Loss.from_detector(detector("yolov7x", 3))
+    p5 = YOLOv7Loss.from_detector(detector("p5", 3))
     assert (p5.box, p5.obj, p5.cls) == (0.05, 0.7, 0.3)
-    p6 = YOLOv7Loss.from_detector(detector("yolov7_e6e", 4))
+    p6 = YOLOv7Loss.from_detector(detector("p6", 4))
     assert (p6.box, p6.obj, p6.cls) == (0.05, 0.7, 0.3) and p6.balance == [4.0, 1.0, 0.25, 0.06]
     assert [float(g) for g in p6.scaled_gains(1280, 1280)] == pytest.approx(
         [0.0375, 2.1, 0.3 * 3 / 80 * 0.75]

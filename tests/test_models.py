@@ -153,3 +153,12 @@ def test_bad_input_messages():
         p6(np.zeros((1, 96, 128, 3), "float32"))
     with pytest.raises(ValueError, match=r"anchors must have shape \(3, 3, 2\)"):
         kyv7.YOLOv7Detector.from_preset("yolov7_tiny", anchors=np.ones((4, 3, 2)))
+
+
+def test_hyperparameter_family_of_each_preset():
+    families = {name: kyv7.models.ARCHITECTURES[name]["family"] for name in kyv7.YOLOv7Detector.presets}
+    assert families == {
+        "yolov7_tiny": "tiny", "yolov7": "p5", "yolov7x": "p5", "yolov7_w6": "p6", "yolov7_e6": "p6",
+        "yolov7_d6": "p6", "yolov7_e6e": "p6",
+    }
+    assert kyv7.YOLOv7Detector.from_preset("yolov7_tiny").family == "tiny"

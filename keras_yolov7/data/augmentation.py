@@ -2,9 +2,7 @@
 
 import dataclasses
 
-_TINY_PRESETS = ("yolov7_tiny",)
-_P5_PRESETS = ("yolov7", "yolov7x")
-_P6_PRESETS = ("yolov7_w6", "yolov7_e6", "yolov7_d6", "yolov7_e6e")
+from keras_yolov7.models.configs import ARCHITECTURES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,11 +73,11 @@ class AugmentationConfig:
     def for_preset(cls, name):
         """The official values for a preset ("yolov7_tiny", "yolov7", ...) or family ("tiny",
         "p5", "p6")."""
-        if name in _TINY_PRESETS or name == "tiny":
+        family = ARCHITECTURES[name]["family"] if name in ARCHITECTURES else name
+        if family == "tiny":
             return cls(mixup=0.05, translate=0.1, scale=0.5)
-        if name in _P5_PRESETS + _P6_PRESETS or name in ("p5", "p6"):
+        if family in ("p5", "p6"):
             return cls()
         raise ValueError(
-            f"unknown preset {name!r}; expected one of "
-            f"{list(_TINY_PRESETS + _P5_PRESETS + _P6_PRESETS)} or 'tiny', 'p5', 'p6'"
+            f"unknown preset {name!r}; expected one of {list(ARCHITECTURES)} or 'tiny', 'p5', 'p6'"
         )

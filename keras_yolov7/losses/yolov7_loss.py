@@ -134,19 +134,13 @@ class YOLOv7Loss(keras.losses.Loss):
     @classmethod
     def from_detector(cls, model, **kwargs):
         """The official loss of a `YOLOv7Detector`: its classes, anchors and strides, and the gains
-        of its family (`OFFICIAL_GAINS`: "tiny" for yolov7_tiny, "p6" for four-level models, else
-        "p5"). Keyword arguments override any constructor argument."""
-        if model.architecture == "yolov7_tiny":
-            family = "tiny"
-        elif model.num_levels == 4:
-            family = "p6"
-        else:
-            family = "p5"
+        of its family (`model.family`: "tiny", "p5" or "p6"; see `OFFICIAL_GAINS`). Keyword
+        arguments override any constructor argument."""
         config = {
             "num_classes": model.num_classes,
             "anchors": model.anchors,
             "strides": model.strides,
-            **OFFICIAL_GAINS[family],
+            **OFFICIAL_GAINS[model.family],
         }
         config.update(kwargs)
         return cls(**config)

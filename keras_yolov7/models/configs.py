@@ -12,6 +12,8 @@ An architecture is a dict:
 - `lead`: node indices feeding the lead head (one per level, finest first).
 - `aux`: node indices feeding the auxiliary head (P6 models), or absent.
 - `input_size`: the size the official model is trained at.
+- `family`: which official hyperparameters (loss gains, augmentation, schedule) the model trains
+  with: "tiny" (hyp.scratch.tiny), "p5" (hyp.scratch.p5) or "p6" (hyp.scratch.p6).
 
 Blocks: conv, repconv, elan, eelan, mp (MPTransition), downc, sppcspc, sppcspc_tiny, reorg,
 maxpool (2x2, stride 2), upsample (nearest, x2), concat. Adding a scale means adding data here.
@@ -233,6 +235,7 @@ ARCHITECTURES = {
         "layers": YOLOV7_TINY_LAYERS,
         "lead": [26, 27, 28],
         "input_size": 640,
+        "family": "tiny",
     },
     "yolov7": {
         "activation": "silu",
@@ -241,6 +244,7 @@ ARCHITECTURES = {
         "layers": YOLOV7_LAYERS,
         "lead": [26, 27, 28],
         "input_size": 640,
+        "family": "p5",
     },
     "yolov7x": {
         "activation": "silu",
@@ -249,6 +253,7 @@ ARCHITECTURES = {
         "layers": YOLOV7X_LAYERS,
         "lead": [26, 27, 28],
         "input_size": 640,
+        "family": "p5",
     },
     "yolov7_w6": {
         "activation": "silu",
@@ -258,6 +263,7 @@ ARCHITECTURES = {
         "lead": P6_LEAD,
         "aux": P6_AUX,
         "input_size": 1280,
+        "family": "p6",
     },
     "yolov7_e6": {
         "activation": "silu",
@@ -267,6 +273,7 @@ ARCHITECTURES = {
         "lead": P6_LEAD,
         "aux": P6_AUX,
         "input_size": 1280,
+        "family": "p6",
     },
     "yolov7_d6": {
         "activation": "silu",
@@ -276,6 +283,7 @@ ARCHITECTURES = {
         "lead": P6_LEAD,
         "aux": P6_AUX,
         "input_size": 1280,
+        "family": "p6",
     },
     "yolov7_e6e": {
         "activation": "silu",
@@ -285,5 +293,14 @@ ARCHITECTURES = {
         "lead": P6_LEAD,
         "aux": P6_AUX,
         "input_size": 1280,
+        "family": "p6",
     },
 }
+
+
+def family_of(architecture):
+    """The hyperparameter family of an architecture dict: its "family", else "p6" for four
+    output levels and "p5" otherwise."""
+    if "family" in architecture:
+        return architecture["family"]
+    return "p6" if len(architecture["strides"]) == 4 else "p5"

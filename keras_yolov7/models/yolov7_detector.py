@@ -8,6 +8,7 @@ import numpy as np
 from keras_yolov7.models.builder import build_network
 from keras_yolov7.models.builder import resolve_architecture
 from keras_yolov7.models.configs import ARCHITECTURES
+from keras_yolov7.models.configs import family_of
 
 
 @keras.saving.register_keras_serializable(package="keras_yolov7")
@@ -105,6 +106,7 @@ class YOLOv7Detector(keras.Model):
         self.strides = tuple(int(s) for s in arch["strides"])
         self.anchors = np.asarray(arch["anchors"], np.float32).reshape(len(self.strides), -1, 2)
         self.num_levels = len(self.strides)
+        self.family = family_of(arch)
         self.has_auxiliary_head = not self.fused and bool(arch.get("aux"))
         self.set_prediction_settings(
             confidence_threshold=confidence_threshold,

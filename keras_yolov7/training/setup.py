@@ -1,19 +1,13 @@
 """make_training_setup: the official recipe for a model in one call (optimizer and callbacks)."""
 
+from keras_yolov7.models.configs import ARCHITECTURES
+from keras_yolov7.models.configs import family_of
 from keras_yolov7.training.ema import ModelEMA
 from keras_yolov7.training.groups import parameter_groups
 from keras_yolov7.training.optimizer import YOLOv7SGD
 from keras_yolov7.training.schedule import HYPERPARAMETERS
 
-PRESET_FAMILIES = {
-    "yolov7_tiny": "tiny",
-    "yolov7": "p5",
-    "yolov7x": "p5",
-    "yolov7_w6": "p6",
-    "yolov7_e6": "p6",
-    "yolov7_d6": "p6",
-    "yolov7_e6e": "p6",
-}
+PRESET_FAMILIES = {name: family_of(arch) for name, arch in ARCHITECTURES.items()}
 OVERRIDABLE = (
     "lr0",
     "lrf",
@@ -83,11 +77,10 @@ def make_training_setup(
 
 
 def _family_of(model):
-    architecture = getattr(model, "architecture", None)
-    if isinstance(architecture, str) and architecture in PRESET_FAMILIES:
-        return PRESET_FAMILIES[architecture]
+    family = getattr(model, "family", None)
+    if family is not None:
+        return family
     raise ValueError(
-        f"cannot tell the hyperparameter family of model {model.name!r} (architecture "
-        f"{architecture!r} is not one of {sorted(PRESET_FAMILIES)}): pass preset_family="
-        f"'p5', 'p6' or 'tiny'"
+        f"cannot tell the hyperparameter family of model {model.name!r} (not a YOLOv7Detector): "
+        "pass preset_family='p5', 'p6' or 'tiny'"
     )
