@@ -44,15 +44,46 @@ def test_compile_defaults_then_fit_uses_the_official_recipe(data):
     assert any(isinstance(c, ModelEMA) for c in model._recipe_callbacks)
 
 
-def test_training_reduces_the_loss_on_a_fixed_batch(data):
-    images, targets, _ = data
+@pytest.fixture(scope="module")
+def adam_model():
+    """One compiled model shared by the training tests (each compile costs ~a minute on JAX)."""
+    keras.utils.set_random_seed(0)
     model = small_model()
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
-    first = model.train_on_batch(images, targets, return_dict=True)
-    for _ in range(15):
-        model.reset_metrics()  # train_on_batch reports running means otherwise
-        last = model.train_on_batch(images, targets, return_dict=True)
-    assert last["loss"] < 0.7 * first["loss"], (first, last)
+    return model
+
+
+def test_training_reduces_the_loss_on_a_fixed_batch(data, adam_model):
+    images, targets, _ = data
+    images, targets = images[:4], {k: v[:4] for k, v in targets.items()}
+    adam_model.reset_metrics()
+    first = adam_model.train_on_batch(images, targets, return_dict=True)
+    for _ in range(12):
+        adam_model.reset_metrics()  # train_on_batch reports running means otherwise
+        last = adam_model.train_on_batch(images, targets, return_dict=True)
+    # Typically 0.3-0.4 after 12 steps; an untrained or frozen network stays near 1.
+    assert last["loss"] < 0.8 * first["loss"], (first, last)
+
+
+def test_batch_without_any_box_trains(data, adam_model):
+    images, _, _ = data
+    empty = {"boxes": -np.ones((4, 6, 4), "float32"), "labels": -np.ones((4, 6), "int32")}
+    adam_model.reset_metrics()
+    logs = adam_model.train_on_batch(images[:4], empty, return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["loss"] > 0
+    assert logs["box_loss"] == 0 and logs["cls_loss"] == 0
+
+
+def test_non_finite_loss_stops_training(data, adam_model):
+    images, targets, _ = data
+    saved = adam_model.get_weights()
+    kernel = adam_model.get_layer("conv_0").conv.kernel
+    kernel.assign(np.full(tuple(kernel.shape), np.nan, "float32"))
+    try:
+        with pytest.raises(NonFiniteLossError, match=r"the loss became nan at epoch 1, batch 1"):
+            adam_model.fit(images[:4], {k: v[:4] for k, v in targets.items()}, batch_size=4, epochs=1, verbose=0)
+    finally:
+        adam_model.set_weights(saved)
 
 
 def test_dict_input_with_keras_cv_names_and_other_box_formats(data):
@@ -74,16 +105,6 @@ def test_dict_input_with_keras_cv_names_and_other_box_formats(data):
     reference.compile(optimizer=keras.optimizers.SGD(0.0))
     from_xyxy = reference.evaluate(images, targets, batch_size=8, verbose=0, return_dict=True)
     np.testing.assert_allclose(from_center["loss"], from_xyxy["loss"], rtol=1e-4)
-
-
-def test_batch_without_any_box_trains(data):
-    images, _, _ = data
-    empty = {"boxes": -np.ones((8, 6, 4), "float32"), "labels": -np.ones((8, 6), "int32")}
-    model = small_model()
-    model.compile(optimizer=keras.optimizers.SGD(1e-3))
-    logs = model.train_on_batch(images, empty, return_dict=True)
-    assert np.isfinite(logs["loss"]) and logs["loss"] > 0
-    assert logs["box_loss"] == 0 and logs["cls_loss"] == 0
 
 
 @pytest.mark.parametrize(
@@ -114,16 +135,6 @@ def test_bad_targets_in_a_tf_dataset_fail_loudly(data):
     model.compile(optimizer=keras.optimizers.SGD(1e-3))
     with pytest.raises(Exception, match=r"labels must be < num_classes=5"):
         model.fit(dataset, epochs=1, verbose=0)
-
-
-def test_non_finite_loss_stops_training(data):
-    images, targets, _ = data
-    model = small_model()
-    kernel = model.get_layer("conv_0").conv.kernel
-    kernel.assign(np.full(tuple(kernel.shape), np.nan, "float32"))
-    model.compile(optimizer=keras.optimizers.SGD(1e-3))
-    with pytest.raises(NonFiniteLossError, match=r"the loss became nan at epoch 1, batch 1"):
-        model.fit(images, targets, batch_size=4, epochs=1, verbose=0)
 
 
 def test_compile_rejects_fused_models_and_foreign_losses():

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_yolov7.layers.block import Fusable
+
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.97
 
@@ -60,7 +62,7 @@ def fold_batch_norm(kernel, bn):
 
 
 @keras.saving.register_keras_serializable(package="keras_yolov7")
-class Conv(keras.layers.Layer):
+class Conv(Fusable):
     """Conv2D (no bias) + BatchNormalization + activation, the unit every YOLOv7 block is made of.
 
     Args:
@@ -97,7 +99,7 @@ class Conv(keras.layers.Layer):
             shape = layer.compute_output_shape(shape)
         if self.bn is not None:
             self.bn.build(shape)
-        self.built = True
+        super().build(input_shape)
 
     def call(self, x, training=None):
         for layer in self.convs:
@@ -112,20 +114,12 @@ class Conv(keras.layers.Layer):
             shape = layer.compute_output_shape(shape)
         return shape
 
-    def fused_kernel_and_bias(self):
-        """The equivalent single conv `(kernel (k, k, in, out), bias (out,))` as numpy."""
+    def fused_weights(self):
+        """`[kernel (k, k, in, out), bias (out,)]` of the equivalent single conv, as numpy."""
         kernel = ops.convert_to_numpy(self.conv.kernel)
         if self.fused:
-            return kernel, ops.convert_to_numpy(self.conv.bias)
-        return fold_batch_norm(kernel, self.bn)
-
-    def get_fused(self):
-        """An inference-only Conv (BatchNormalization folded into the conv) with equal outputs."""
-        kernel, bias = self.fused_kernel_and_bias()
-        fused = Conv(**{**self.get_config(), "fused": True})
-        fused.build((None, None, None, kernel.shape[2]))
-        fused.conv.set_weights([kernel, bias])
-        return fused
+            return [kernel, ops.convert_to_numpy(self.conv.bias)]
+        return list(fold_batch_norm(kernel, self.bn))
 
     def get_config(self):
         config = super().get_config()

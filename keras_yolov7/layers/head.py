@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_yolov7.layers.block import Fusable
 from keras_yolov7.layers.implicit import ImplicitAdd
 from keras_yolov7.layers.implicit import ImplicitMultiply
 
@@ -24,7 +25,7 @@ def _to_anchor_layout(y, num_anchors):
     return ops.cast(y, "float32")
 
 
-class _Head(keras.layers.Layer):
+class _Head(Fusable):
     def __init__(self, num_classes, num_anchors=3, strides=(8, 16, 32), **kwargs):
         super().__init__(**kwargs)
         if int(num_classes) < 1:
@@ -98,8 +99,7 @@ class YOLOv7Head(_Head):
                 layer.build(shape)
             for layer, conv in zip(self.implicit_multiply, self.convs):
                 layer.build((None, conv.filters))
-        self.build_input_shape = [tuple(s) for s in input_shape]
-        self.built = True
+        super().build([tuple(s) for s in input_shape])
 
     def call(self, features):
         outputs = []
@@ -111,10 +111,10 @@ class YOLOv7Head(_Head):
             outputs.append(_to_anchor_layout(y, self.num_anchors))
         return outputs
 
-    def get_fused(self):
-        """The head with the implicit vectors folded into the convs; outputs are equal."""
-        fused = YOLOv7Head(**{**self.get_config(), "fused": True})
-        fused.build(self.build_input_shape)
+    def fused_weights(self):
+        """`[kernel_0, bias_0, kernel_1, ...]` with the implicit vectors folded into the convs:
+        `b' = (b + W a) * m`, `W' = W * m`."""
+        weights = []
         for level, conv in enumerate(self.convs):
             kernel, bias = (ops.convert_to_numpy(w).astype(np.float64) for w in conv.weights)
             if not self.fused:
@@ -122,8 +122,8 @@ class YOLOv7Head(_Head):
                 mul = ops.convert_to_numpy(self.implicit_multiply[level].implicit).astype(np.float64)
                 bias = (bias + add @ kernel[0, 0]) * mul
                 kernel = kernel * mul
-            fused.convs[level].set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
-        return fused
+            weights += [kernel.astype(np.float32), bias.astype(np.float32)]
+        return weights
 
     def get_config(self):
         config = super().get_config()
@@ -149,17 +149,13 @@ class AuxiliaryHead(_Head):
     def build(self, input_shape):
         self._check_levels(input_shape)
         self._build_convs(input_shape)
-        self.build_input_shape = [tuple(s) for s in input_shape]
-        self.built = True
+        super().build([tuple(s) for s in input_shape])
 
     def call(self, features):
         return [
             _to_anchor_layout(conv(x), self.num_anchors) for conv, x in zip(self.convs, features)
         ]
 
-    def get_fused(self):
-        """A copy with equal weights (the auxiliary head has no BN or implicit layers to fold)."""
-        clone = AuxiliaryHead.from_config(self.get_config())
-        clone.build(self.build_input_shape)
-        clone.set_weights(self.get_weights())
-        return clone
+    def fused_config(self):
+        # Nothing to fold: get_fused() is a copy (fused models drop this head altogether).
+        return self.get_config()

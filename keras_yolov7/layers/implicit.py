@@ -3,8 +3,10 @@
 import keras
 from keras import ops
 
+from keras_yolov7.layers.block import Fusable
 
-class _Implicit(keras.layers.Layer):
+
+class _Implicit(Fusable):
     initial_mean = 0.0
 
     def build(self, input_shape):
@@ -13,17 +15,14 @@ class _Implicit(keras.layers.Layer):
             initializer=keras.initializers.RandomNormal(self.initial_mean, 0.02),
             name="implicit",
         )
-        self.built = True
+        super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_fused(self):
-        """A copy with equal weights: the vector has no smaller form on its own (the head folds it)."""
-        clone = self.__class__.from_config(self.get_config())
-        clone.build((None, self.implicit.shape[0]))
-        clone.set_weights(self.get_weights())
-        return clone
+    def fused_config(self):
+        # The vector has no smaller form on its own (the head folds it): get_fused() is a copy.
+        return self.get_config()
 
 
 @keras.saving.register_keras_serializable(package="keras_yolov7")

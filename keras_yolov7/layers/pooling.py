@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_yolov7.layers.block import Fusable
 from keras_yolov7.layers.block import FusableBlock
 from keras_yolov7.layers.conv import Conv
 from keras_yolov7.layers.conv import check_activation
@@ -249,7 +250,7 @@ class DownC(_TwoBranchDown):
 
 
 @keras.saving.register_keras_serializable(package="keras_yolov7")
-class ReOrg(keras.layers.Layer):
+class ReOrg(Fusable):
     """Space-to-depth stem of the P6 models: `concat[x[::2, ::2], x[1::2, ::2], x[::2, 1::2],
     x[1::2, 1::2]]` over (row, column), which is not `tf.nn.space_to_depth`'s channel order.
 
@@ -265,5 +266,5 @@ class ReOrg(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return _with_channels(input_shape, 4 * input_shape[-1], scale=2)
 
-    def get_fused(self):
-        return ReOrg.from_config(self.get_config())
+    def fused_config(self):
+        return self.get_config()

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_yolov7.layers.block import Fusable
 from keras_yolov7.layers.conv import apply_activation
 from keras_yolov7.layers.conv import batch_norm
 from keras_yolov7.layers.conv import check_activation
@@ -12,7 +13,7 @@ from keras_yolov7.layers.conv import fold_batch_norm
 
 
 @keras.saving.register_keras_serializable(package="keras_yolov7")
-class RepConv(keras.layers.Layer):
+class RepConv(Fusable):
     """RepVGG-style conv of the YOLOv7 head: `act(BN(conv3x3(x)) + BN(conv1x1(x)) [+ BN(x)])`.
 
     The identity branch exists only when input and output channels are equal and the stride is 1.
@@ -65,7 +66,7 @@ class RepConv(keras.layers.Layer):
             if self.identity_allowed and channels == self.filters and self.strides == 1:
                 self.identity_bn = batch_norm("identity_bn")
                 self.identity_bn.build(input_shape)
-        self.built = True
+        super().build(input_shape)
 
     @staticmethod
     def _build_chain(layers, shape):
@@ -97,10 +98,12 @@ class RepConv(keras.layers.Layer):
             width = (width + 2 * (self.kernel_size // 2) - self.kernel_size) // self.strides + 1
         return (batch, height, width, self.filters)
 
-    def fused_kernel_and_bias(self):
-        """The equivalent single conv `(kernel (k, k, in, out), bias (out,))` as numpy."""
+    def fused_weights(self):
+        """`[kernel (k, k, in, out), bias (out,)]` of the equivalent single conv, as numpy: each
+        BatchNormalization folded into its branch, the 1x1 kernel (and the identity, as a centred
+        1) padded to k x k, summed."""
         if self.fused:
-            return tuple(ops.convert_to_numpy(w) for w in self.convs[-1].weights)
+            return [ops.convert_to_numpy(w) for w in self.convs[-1].weights]
         k = self.kernel_size
         kernel, bias = fold_batch_norm(ops.convert_to_numpy(self.dense_convs[-1].kernel), self.dense_bn)
         pointwise, pointwise_bias = fold_batch_norm(
@@ -114,15 +117,7 @@ class RepConv(keras.layers.Layer):
             identity, identity_bias = fold_batch_norm(eye, self.identity_bn)
             kernel[k // 2, k // 2] += identity[0, 0]
             bias = bias + identity_bias
-        return kernel, bias
-
-    def get_fused(self):
-        """An inference-only layer of the same class: one conv with bias, equal outputs."""
-        kernel, bias = self.fused_kernel_and_bias()
-        fused = self.__class__(**{**self.get_config(), "fused": True})
-        fused.build((None, None, None, kernel.shape[2]))
-        fused.convs[-1].set_weights([kernel, bias])
-        return fused
+        return [kernel, bias]
 
     def get_config(self):
         config = super().get_config()

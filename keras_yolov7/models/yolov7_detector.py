@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 
+from keras_yolov7.layers.block import copy_fused_weights
 from keras_yolov7.models.builder import build_network
 from keras_yolov7.models.builder import resolve_architecture
 from keras_yolov7.models.configs import ARCHITECTURES
@@ -144,7 +145,7 @@ class YOLOv7Detector(keras.Model):
         fused = self.__class__.from_config(config)
         for layer in fused.layers:
             if layer.weights:
-                layer.set_weights(self.get_layer(layer.name).get_fused().get_weights())
+                copy_fused_weights(self.get_layer(layer.name), layer)
         return fused
 
     def get_config(self):
