@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch is pinned in the same pip command so pip takes the CPU build instead of CUDA packages.
-INSTALL := -e ".[jax,torch,export,fast-eval,dev]" "torch==2.13.0"
+INSTALL := -e ".[jax,torch,export,fast-eval,keras-cv,dev]" "torch==2.13.0"
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
 
