@@ -70,8 +70,12 @@ def model_for_dataset(source, num_classes, class_names):
         `(model, copied, total)`: the new `YOLOv7Detector` and the weight counts.
     """
     config = source.get_config()
-    config.pop("name", None)
-    config.update(num_classes=num_classes, class_names=list(class_names), image_size=None)
+    config.update(
+        num_classes=num_classes,
+        class_names=list(class_names),
+        image_size=None,
+        name=source.architecture if isinstance(source.architecture, str) else source.name,
+    )
     model = type(source).from_config(config)
     copied, total = transfer_weights(source, model)
     return model, copied, total
@@ -98,15 +102,16 @@ def transfer_weights(source, target):
 
 
 def inference_model(model):
-    """The fused form of `model` returning xyxy boxes (what `predict` and `val` run)."""
+    """The fused form of `model` returning xyxy boxes, for any input size (what `predict` and
+    `val` run)."""
     fused = model if model.fused else model.get_fused()
-    if fused.bounding_box_format == "xyxy":
+    if fused.bounding_box_format == "xyxy" and fused.image_size is None:
         return fused
     config = fused.get_config()
-    config.update(bounding_box_format="xyxy")
-    xyxy = type(fused).from_config(config)
-    xyxy.set_weights(fused.get_weights())
-    return xyxy
+    config.update(bounding_box_format="xyxy", image_size=None)
+    flexible = type(fused).from_config(config)
+    flexible.set_weights(fused.get_weights())
+    return flexible
 
 
 @contextlib.contextmanager

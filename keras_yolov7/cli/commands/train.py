@@ -168,19 +168,23 @@ def run(args):
         keras.config.set_dtype_policy(previous_policy)
 
 
-def _train(args):
-    import keras
+@dataclasses.dataclass
+class _Plan:
+    """What the arguments resolve to, checked before anything is written."""
 
+    preset: str
+    image_size: int
+    stride: int
+    source: object  # the --weights model, or None
+    augmentation: object  # AugmentationConfig
+    optimizer_hyp: dict
+    loss_hyp: dict
+    notes: list
+
+
+def _plan(args):
     from keras_yolov7.cli import hyperparameters
-    from keras_yolov7.cli.runs import new_run_directory
-    from keras_yolov7.cli.runs import write_args
     from keras_yolov7.data import AugmentationConfig
-    from keras_yolov7.data import make_train_dataset
-    from keras_yolov7.data import plot_augmented_samples
-    from keras_yolov7.losses import YOLOv7Loss
-    from keras_yolov7.training import HYPERPARAMETERS
-    from keras_yolov7.training import PRESET_FAMILIES
-    from keras_yolov7.training import make_training_setup
 
     optimizer_hyp, loss_hyp, augmentation_hyp, notes = hyperparameters.route_hyperparameters(
         hyperparameters.parse_hyperparameters(args.hyp)
@@ -199,16 +203,32 @@ def _train(args):
             f"--image-size {image_size} is not a multiple of {preset}'s largest stride {stride}; "
             f"use e.g. {max(1, round(image_size / stride)) * stride}"
         )
-    augmentation = AugmentationConfig.for_preset(preset)
-    augmentation = dataclasses.replace(augmentation, **augmentation_hyp)
+    augmentation = dataclasses.replace(AugmentationConfig.for_preset(preset), **augmentation_hyp)
+    return _Plan(preset, image_size, stride, source, augmentation, optimizer_hyp, loss_hyp, notes)
 
+
+def _train(args):
+    import keras
+
+    from keras_yolov7.cli.hyperparameters import LOSS_KEYS
+    from keras_yolov7.cli.runs import new_run_directory
+    from keras_yolov7.cli.runs import write_args
+    from keras_yolov7.data import make_train_dataset
+    from keras_yolov7.data import plot_augmented_samples
+    from keras_yolov7.losses import YOLOv7Loss
+    from keras_yolov7.training import HYPERPARAMETERS
+    from keras_yolov7.training import PRESET_FAMILIES
+    from keras_yolov7.training import make_training_setup
+
+    plan = _plan(args)
+    preset, image_size, stride = plan.preset, plan.image_size, plan.stride
     run_dir = new_run_directory(args.project, args.name, args.exist_ok)
     print(f"run directory: {run_dir}")
-    for note in notes:
+    for note in plan.notes:
         print(note)
     train_set, val_set, data_paths = _read_data(args, run_dir, image_size)
     keras.utils.set_random_seed(args.seed)
-    model = _build_model(preset, train_set, source, args.weights)
+    model = _build_model(preset, train_set, plan.source, args.weights)
 
     def train_pipeline():
         return make_train_dataset(
@@ -216,7 +236,7 @@ def _train(args):
             image_size=image_size,
             batch_size=args.batch,
             max_boxes=args.max_boxes,
-            augmentation=augmentation,
+            augmentation=plan.augmentation,
             seed=args.seed,
             stride=stride,
         )
@@ -230,11 +250,14 @@ def _train(args):
     train_data = train_pipeline()
     steps = math.ceil(len(train_set) / args.batch)
 
-    family = PRESET_FAMILIES[preset]
     optimizer, recipe_callbacks = make_training_setup(
-        model, epochs=args.epochs, steps_per_epoch=steps, batch_size=args.batch, **optimizer_hyp
+        model,
+        epochs=args.epochs,
+        steps_per_epoch=steps,
+        batch_size=args.batch,
+        **plan.optimizer_hyp,
     )
-    loss = YOLOv7Loss.from_detector(model, **loss_hyp)
+    loss = YOLOv7Loss.from_detector(model, **plan.loss_hyp)
     model.compile(
         optimizer=optimizer, loss=loss, jit_compile="auto" if args.jit is None else args.jit
     )
@@ -247,11 +270,11 @@ def _train(args):
         class_names=list(model.class_names),
         data_paths={k: str(v) for k, v in data_paths.items()},
         hyperparameters={
-            **HYPERPARAMETERS[family],
-            **optimizer_hyp,
-            **{key: getattr(loss, key) for key in hyperparameters.LOSS_KEYS},
+            **HYPERPARAMETERS[PRESET_FAMILIES[preset]],
+            **plan.optimizer_hyp,
+            **{key: getattr(loss, key) for key in LOSS_KEYS},
         },
-        augmentation=dataclasses.asdict(augmentation),
+        augmentation=dataclasses.asdict(plan.augmentation),
     )
     callbacks, evaluation, checkpoints = _callbacks(
         args, run_dir, model, val_set, image_size, stride
@@ -351,7 +374,7 @@ def _build_model(preset, dataset, source, weights):
 
     if source is None:
         return kyv7.YOLOv7Detector.from_preset(
-            preset, num_classes=dataset.num_classes, class_names=dataset.class_names
+            preset, num_classes=dataset.num_classes, class_names=dataset.class_names, name=preset
         )
     model, copied, total = model_for_dataset(source, dataset.num_classes, dataset.class_names)
     note = ""
