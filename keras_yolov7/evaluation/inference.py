@@ -156,6 +156,7 @@ def evaluate_model(
     coco_backend="auto",
     annotation_file=None,
     detect_fn=None,
+    results_file=None,
     **settings,
 ):
     """COCO metrics of a model on a validation set (the official test.py procedure).
@@ -170,6 +171,7 @@ def evaluate_model(
             val_batch{i}.png (labels beside predictions of the first `num_plot_batches`).
         coco_backend, annotation_file: see `evaluate_detections`.
         detect_fn: see `predict_dataset`.
+        results_file: optional path; the detections are written there as COCO results JSON.
         **settings: `postprocess` keyword arguments; default `EVALUATION_SETTINGS`
             (conf 0.001, IoU 0.65, multi-label, 300 detections).
 
@@ -189,6 +191,7 @@ def evaluate_model(
         dataset,
         detections,
         annotation_file=annotation_file,
+        results_file=results_file,
         coco_backend=coco_backend,
         verbose=verbose >= 2,
         plot_dir=plot_dir,

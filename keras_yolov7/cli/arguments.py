@@ -1,0 +1,122 @@
+"""Argument types and the options several commands share."""
+
+import argparse
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class Formatter(argparse.HelpFormatter):
+    """Help where a description or epilog with line breaks (examples, layouts) is kept as
+    written and one without is wrapped, and each option's default is shown (when it has a
+    value: options without one say what they default to in their help)."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and "(default" not in text
+            and default is not None
+            and default is not False
+            and default is not argparse.SUPPRESS
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def probability(text):
+    """A number in [0, 1] (confidence and IoU thresholds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def positive_int(text):
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def add_backend(parser):
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="Keras backend to run on (default: $KERAS_BACKEND, else Keras' default)",
+    )
+
+
+def add_weights(parser, required=True):
+    parser.add_argument(
+        "--weights",
+        required=required,
+        metavar="PATH",
+        help="a .keras model saved by keras-yolov7 (train, convert) or an official YOLOv7 .pt "
+        "checkpoint",
+    )
+
+
+def add_run_directory(parser, project):
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "--project", default=project, metavar="DIR", help="parent folder of the run directories"
+    )
+    group.add_argument(
+        "--name",
+        default="exp",
+        help="run directory name; taken names get a number (exp, exp2, exp3, ...)",
+    )
+    group.add_argument(
+        "--exist-ok",
+        action="store_true",
+        help="reuse PROJECT/NAME if it exists instead of numbering a new one",
+    )
+
+
+def add_dataset(parser, split_help):
+    """--data, --split and --image-dir, for the commands that read one split of a dataset."""
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="PATH",
+        help="dataset: a data YAML (YOLO txt), a COCO JSON file, a Pascal VOC folder or a folder "
+        "with annotations/instances_<split>*.json",
+    )
+    parser.add_argument("--split", default="val", metavar="NAME", help=split_help)
+    parser.add_argument(
+        "--image-dir",
+        metavar="DIR",
+        help="COCO JSON only: folder of the images (default: inferred from the JSON's location)",
+    )
+
+
+def add_image_size(parser, default_help):
+    parser.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=None,
+        metavar="PIXELS",
+        help=f"network input size, a multiple of the model's largest stride (default: "
+        f"{default_help})",
+    )

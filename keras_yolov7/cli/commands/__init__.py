@@ -1,0 +1,1 @@
+"""One module per command: `add_parser(subparsers)` declares its options, `run(args)` does it."""

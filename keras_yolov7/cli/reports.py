@@ -1,0 +1,15 @@
+"""Printed summaries: the COCO table and the per-class table of an evaluation."""
+
+
+def print_evaluation(result, class_names):
+    """Prints COCO's 12-line summary and the per-class table (labels, P, R, AP50, AP).
+
+    Args:
+        result: the dict of `keras_yolov7.evaluation.evaluate_detections`.
+        class_names: name of each class index.
+    """
+    from keras_yolov7.evaluation.coco import format_coco_table
+    from keras_yolov7.evaluation.coco import format_per_class_table
+
+    print(format_coco_table(result))
+    print(format_per_class_table(result, class_names))

@@ -1,0 +1,160 @@
+"""Weights files for the commands: loading `.keras` / `.pt` models, starting training from weights
+of another class count, the inference form, and saving without the optimizer."""
+
+import contextlib
+import os
+import warnings
+import zipfile
+
+from keras_yolov7.cli.errors import CLIError
+
+
+def load_model(path):
+    """A `YOLOv7Detector` from a `.keras` file saved by keras-yolov7 or an official `.pt`
+    checkpoint, by extension.
+
+    Raises:
+        CLIError: the file is missing, has another extension, cannot be read as a model, or holds
+            another kind of model.
+    """
+    import keras
+
+    import keras_yolov7 as kyv7
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CLIError(f"weights file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise CLIError(f"weights {path!r} is a folder; expected a .keras or .pt file")
+    extension = os.path.splitext(path)[1].lower()
+    if extension in (".pt", ".pth"):
+        return kyv7.convert.load_torch_checkpoint(path)
+    if extension != ".keras":
+        raise CLIError(
+            f"weights must be a .keras model or an official .pt checkpoint, got {path!r}"
+        )
+    if not zipfile.is_zipfile(path):
+        raise CLIError(f"{path} is not a .keras model (a .keras file is a zip archive)")
+    try:
+        with warnings.catch_warnings():
+            # Saved by `train` without an optimizer: nothing to compile, nothing to warn about.
+            warnings.simplefilter("ignore", UserWarning)
+            model = keras.models.load_model(path, compile=False)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as error:
+        message = " ".join(str(error).split())[:300]
+        raise CLIError(
+            f"cannot load {path} as a Keras model ({type(error).__name__}: {message})"
+        ) from None
+    if not isinstance(model, kyv7.YOLOv7Detector):
+        raise CLIError(f"{path} holds a {type(model).__name__}, not a YOLOv7Detector")
+    return model
+
+
+def check_num_classes(model, dataset, weights, data):
+    """Refuses a model whose head predicts another number of classes than the dataset has."""
+    if model.num_classes != dataset.num_classes:
+        raise CLIError(
+            f"{weights} predicts {model.num_classes} classes but {data} has "
+            f"{dataset.num_classes} ({', '.join(map(str, dataset.class_names[:8]))}"
+            f"{', ...' if dataset.num_classes > 8 else ''}); use weights trained on this dataset"
+        )
+
+
+def model_for_dataset(source, num_classes, class_names):
+    """A trainable model of `source`'s architecture for a dataset, starting from its weights.
+
+    Every weight whose path and shape match is copied (`transfer_weights`); with another class
+    count, the class outputs of the head keep their fresh initialisation.
+
+    Returns:
+        `(model, copied, total)`: the new `YOLOv7Detector` and the weight counts.
+    """
+    config = source.get_config()
+    config.update(
+        num_classes=num_classes,
+        class_names=list(class_names),
+        image_size=None,
+        name=source.architecture if isinstance(source.architecture, str) else source.name,
+    )
+    model = type(source).from_config(config)
+    copied, total = transfer_weights(source, model)
+    return model, copied, total
+
+
+def transfer_weights(source, target):
+    """Copies every weight of `source` whose path and shape `target` shares (the official
+    `intersect_dicts`): all of the network when only the class count differs, except the class
+    outputs of the head, which keep their fresh initialisation.
+
+    Returns:
+        `(copied, total)` counts of target weights.
+    """
+    import keras
+
+    by_path = {weight.path: weight for weight in source.weights}
+    copied = 0
+    for weight in target.weights:
+        match = by_path.get(weight.path)
+        if match is not None and tuple(match.shape) == tuple(weight.shape):
+            weight.assign(keras.ops.convert_to_numpy(match))
+            copied += 1
+    return copied, len(target.weights)
+
+
+def inference_model(model):
+    """The fused form of `model` returning xyxy boxes, for any input size (what `predict` and
+    `val` run)."""
+    fused = model if model.fused else model.get_fused()
+    if fused.bounding_box_format == "xyxy" and fused.image_size is None:
+        return fused
+    config = fused.get_config()
+    config.update(bounding_box_format="xyxy", image_size=None)
+    flexible = type(fused).from_config(config)
+    flexible.set_weights(fused.get_weights())
+    return flexible
+
+
+@contextlib.contextmanager
+def float32_policy():
+    """Builds models in float32 whatever the global dtype policy (mixed precision training)."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+class ModelSaver:
+    """Saves a training model's current weights as a `.keras` model without optimizer state
+    (a third of the size), in float32, through one copy of the model built once."""
+
+    def __init__(self, model):
+        with float32_policy():
+            self.copy = type(model).from_config(model.get_config())
+        self.model = model
+
+    def save(self, path):
+        self.copy.set_weights(self.model.get_weights())
+        self.copy.save(path)
+
+
+def input_size(model, requested=None):
+    """The square input size a command runs `model` at: `requested` (--image-size), else the
+    model's fixed size, else its preset's training size; checked against the largest stride."""
+    from keras_yolov7.models.builder import resolve_architecture
+
+    size = requested
+    if size is None and model.image_size is not None:
+        size = max(model.image_size)
+    if size is None:
+        size = resolve_architecture(model.architecture).get("input_size", 640)
+    stride = max(model.strides)
+    if size % stride:
+        raise CLIError(
+            f"--image-size {size} is not a multiple of the model's largest stride {stride}; use "
+            f"e.g. {max(1, round(size / stride)) * stride}"
+        )
+    return size
