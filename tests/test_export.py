@@ -357,10 +357,6 @@ def test_nearest_upsample_matches_keras():
 def test_int8_map_against_float(model, tmp_path):
     """int8 vs float mAP@0.5 on a validation set whose ground truth is the float model's own
     detections: the float model must score ~1, which checks the mapping back to original pixels."""
-    pytest.importorskip(
-        "keras_yolov7.evaluation",
-        reason="keras_yolov7.evaluation (evaluate_detections) is not merged yet",
-    )
     from keras_yolov7.data.records import DetectionDataset
     from keras_yolov7.data.records import ImageRecord
 
