@@ -160,7 +160,7 @@ def train(args):
         "batch": args.batch,
     }
     if args.int8:
-        summary.update(export_int8(model, val_set, val_data, output))
+        summary.update(export_int8(model, val_set, val_data, output, args.image_size))
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_curve(output / "results.csv", output / "mAP_curve.png", summary)
     print(
@@ -180,10 +180,11 @@ COCO evaluation as the float model, so the cost of quantisation is a measured nu
 """
 
 
-def export_int8(model, val_set, val_data, output):
+def export_int8(model, val_set, val_data, output, image_size):
     result = kyv7.export.export(
         model,
         output / "yolov7_tiny_synthetic_int8.tflite",
+        image_size=image_size,
         quantization="int8",
         representative_data=val_data,
         validation_data=(val_set, val_data),
@@ -198,6 +199,8 @@ def export_int8(model, val_set, val_data, output):
         "int8_mAP50": round(figures["int8_mAP50"], 4),
         "float_mAP50_at_export": round(figures["float_mAP50"], 4),
         "int8_mAP50_drop_points": round(figures["mAP50_drop_points"], 2),
+        "int8_mAP": round(figures["int8_mAP"], 4),
+        "float_mAP_at_export": round(figures["float_mAP"], 4),
     }
 
 
