@@ -137,6 +137,23 @@ def test_bad_targets_in_a_tf_dataset_fail_loudly(data):
         model.fit(dataset, epochs=1, verbose=0)
 
 
+def test_compile_picks_the_faster_train_step_for_the_device():
+    from keras_yolov7.training.devices import gpu_visible
+
+    model = small_model()
+    model.compile()
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        # TF graph with oneDNN convolutions on CPU; XLA on a GPU.
+        assert model.jit_compile is gpu_visible()
+        model.compile(jit_compile=True)
+        assert model.jit_compile is True
+    elif backend == "jax":
+        assert model.jit_compile is True
+    else:
+        assert model.jit_compile is False
+
+
 def test_compile_rejects_fused_models_and_foreign_losses():
     with pytest.raises(ValueError, match="fused"):
         small_model(fused=True).compile()

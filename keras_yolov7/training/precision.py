@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_yolov7.training.devices import gpu_visible
+
 POLICIES = ("mixed_float16", "mixed_bfloat16", "float32")
 
 
@@ -25,17 +27,8 @@ def use_mixed_precision(policy=None):
         model = YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3)
     """
     if policy is None:
-        policy = "mixed_float16" if _gpu_visible() else "mixed_bfloat16"
+        policy = "mixed_float16" if gpu_visible() else "mixed_bfloat16"
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES} or None, got {policy!r}")
     keras.config.set_dtype_policy(policy)
     return policy
-
-
-def _gpu_visible():
-    if keras.backend.backend() == "torch":
-        # keras.distribution.list_devices is not implemented for torch (Keras 3.15).
-        import torch
-
-        return torch.cuda.is_available()
-    return any(device.lower().startswith("gpu") for device in keras.distribution.list_devices())
