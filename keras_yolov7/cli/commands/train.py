@@ -132,7 +132,8 @@ def add_parser(commands):
         "--jit",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="compile the train step with XLA (default: Keras' choice)",
+        help="compile the train step with XLA (default: no XLA for TensorFlow on a CPU, where its "
+        "oneDNN convolutions are faster; Keras' choice otherwise)",
     )
 
     validation = parser.add_argument_group("validation")
