@@ -389,6 +389,8 @@ def _export_in_subprocess(fixed, job):
         # Plain JSON data: Keras wraps dict attributes (a custom architecture) in trackers that
         # do not pickle.
         job["config"] = json.loads(json.dumps(fixed.get_config()))
+        # Pickle between this process and its own child, through a TemporaryDirectory only this
+        # user can read (mode 0700) that is created and removed here: never a file from outside.
         with open(folder / "job.pkl", "wb") as file:
             pickle.dump(job, file)
         env = dict(os.environ, KERAS_BACKEND="tensorflow")

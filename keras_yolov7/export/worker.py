@@ -14,6 +14,8 @@ import sys
 def main(folder):
     folder = pathlib.Path(folder)
     os.environ["KERAS_BACKEND"] = "tensorflow"
+    # job.pkl was written by the parent export() into its private temporary folder (mode 0700),
+    # not supplied by a user: unpickling it runs nothing the parent did not put there.
     with open(folder / "job.pkl", "rb") as file:
         job = pickle.load(file)
     try:
