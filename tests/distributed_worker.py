@@ -353,17 +353,12 @@ def check_cli():
 
 
 def cluster_member(index, count, port, project):
-    """One process of a `count`-process cluster on this machine (one CPU device each), training
-    with `keras-yolov7 train --distribute multi-worker`: TF_CONFIG for TensorFlow,
-    KERAS_DISTRIBUTION_* for JAX, as on separate hosts."""
-    if BACKEND == "tensorflow":
-        workers = [f"localhost:{port + i}" for i in range(count)]
-        cluster = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        os.environ["TF_CONFIG"] = json.dumps(cluster)
-    else:
-        os.environ["KERAS_DISTRIBUTION_JOB_ADDRESSES"] = f"localhost:{port}"
-        os.environ["KERAS_DISTRIBUTION_NUM_PROCESSES"] = str(count)
-        os.environ["KERAS_DISTRIBUTION_PROCESS_ID"] = str(index)
+    """One process of a `count`-process JAX cluster on this machine (one CPU device each),
+    training with `keras-yolov7 train --distribute multi-worker`, configured through
+    KERAS_DISTRIBUTION_* as on separate hosts."""
+    os.environ["KERAS_DISTRIBUTION_JOB_ADDRESSES"] = f"localhost:{port}"
+    os.environ["KERAS_DISTRIBUTION_NUM_PROCESSES"] = str(count)
+    os.environ["KERAS_DISTRIBUTION_PROCESS_ID"] = str(index)
     import contextlib
     import io
 
@@ -381,7 +376,6 @@ def cluster_member(index, count, port, project):
     rows = results.read_text() if results.exists() else ""
     print("RESULTS " + json.dumps({"code": code, "stdout": out.getvalue()[-3000:],
                                    "stderr": err.getvalue()[-3000:], "results": rows}))  # fmt: skip
-
 
 
 def main(checks):

@@ -1,7 +1,7 @@
 """Training on several devices or hosts with the engines Keras and TensorFlow provide.
 
 One switch, `make_distribution`, picks the engine of the backend: `keras.distribution.DataParallel`
-on JAX, `tf.distribute.MirroredStrategy` / `MultiWorkerMirroredStrategy` on TensorFlow. Keras' own
+on JAX (one host or several), `tf.distribute.MirroredStrategy` on TensorFlow (one host). Keras' own
 `fit` drives them; nothing here is a training loop. The detector's loss, the optimizer and the EMA
 are written so that a distributed step equals the single-device step on the same global batch
 (see `keras_yolov7.training.replicas` and docs/distributed.md).
@@ -19,11 +19,19 @@ STRATEGIES = ("auto", "none", "data_parallel", "mirrored", "multi_worker")
 BACKENDS_OF = {
     "data_parallel": ("jax",),
     "mirrored": ("tensorflow",),
-    "multi_worker": ("tensorflow", "jax"),
+    "multi_worker": ("jax",),
 }
 """The Keras backends that provide each multi-device strategy."""
 
 _ALTERNATIVE = {"tensorflow": "mirrored", "jax": "data_parallel"}
+# Why a strategy is refused on a backend, where the backend's alternative is not the answer.
+_REFUSALS = {
+    ("multi_worker", "tensorflow"): (
+        ": Keras 3.15's fit does not run under tf.distribute.MultiWorkerMirroredStrategy "
+        "(keras-team/keras#20585; with two workers it fails reducing the first batch, then the "
+        "metrics, across workers); on tensorflow, 'mirrored' trains on the GPUs of one host"
+    ),
+}
 _ACCELERATORS = ("gpu", "tpu")
 _jax_cluster_started = False
 
@@ -38,8 +46,8 @@ class TrainingDistribution:
     Attributes:
         strategy: "none", "data_parallel", "mirrored" or "multi_worker".
         backend: the Keras backend.
-        devices: names of the devices holding the replicas, Keras style ("gpu:0", "cpu:1"); for
-            TensorFlow's multi_worker, this worker's devices as TensorFlow names them.
+        devices: names of the devices holding the replicas, Keras style ("gpu:0", "cpu:1"),
+            over all hosts.
         num_replicas: replicas over all hosts; the global batch is split evenly over them.
         sync_batchnorm: whether BatchNormalization normalises with the statistics of the global
             batch. Always True for JAX's data_parallel, whose step is one global computation.
@@ -98,12 +106,13 @@ def make_distribution(strategy="auto", devices=None, sync_batchnorm=False):
             several GPUs / TPUs are visible; else "none".
             "none": one device, no engine. "data_parallel": `keras.distribution.DataParallel`
             (JAX). "mirrored": `tf.distribute.MirroredStrategy` (TensorFlow). "multi_worker":
-            several hosts: `tf.distribute.MultiWorkerMirroredStrategy`, which reads `TF_CONFIG`
-            (TensorFlow; create it before TensorFlow runs anything), or
-            `keras.distribution.initialize()` then `DataParallel` over every host's devices
-            (JAX; reads `KERAS_DISTRIBUTION_JOB_ADDRESSES`, `KERAS_DISTRIBUTION_NUM_PROCESSES`,
-            `KERAS_DISTRIBUTION_PROCESS_ID`, or JAX's own cluster detection). The torch backend
-            has no multi-device trainer in Keras: only "auto" / "none".
+            several hosts (JAX): `keras.distribution.initialize()` (once per process; it reads
+            `KERAS_DISTRIBUTION_JOB_ADDRESSES`, `KERAS_DISTRIBUTION_NUM_PROCESSES`,
+            `KERAS_DISTRIBUTION_PROCESS_ID`, or JAX's own cluster detection), then
+            `DataParallel` over every host's devices; call it before JAX computes anything.
+            TensorFlow's `MultiWorkerMirroredStrategy` is refused: Keras 3.15's `fit` fails under
+            it (keras-team/keras#20585). The torch backend has no multi-device trainer in Keras:
+            only "auto" / "none".
         devices: None (all devices of the default type: the GPUs / TPUs, else the CPUs), a count
             (the first N of them), or Keras device names ("gpu:0", "gpu:2", or one string
             "gpu:0,gpu:2"). Not with "multi_worker" (each worker uses what it sees; choose with
@@ -135,6 +144,7 @@ def make_distribution(strategy="auto", devices=None, sync_batchnorm=False):
     backend = keras.backend.backend()
     if name in BACKENDS_OF and backend not in BACKENDS_OF[name]:
         hint = f"; on {backend} use {_ALTERNATIVE[backend]!r}" if backend in _ALTERNATIVE else ""
+        hint = _REFUSALS.get((name, backend), hint)
         raise ValueError(
             f"distribution strategy {name!r} needs the {' or '.join(BACKENDS_OF[name])} backend, "
             f"but Keras runs on {backend}{hint}"
@@ -145,8 +155,6 @@ def make_distribution(strategy="auto", devices=None, sync_batchnorm=False):
                 f"devices={devices!r} cannot be chosen with 'multi_worker': every worker uses "
                 "all the devices it sees (restrict them with CUDA_VISIBLE_DEVICES)"
             )
-        if backend == "tensorflow":
-            return _tensorflow_multi_worker(sync_batchnorm)
         return _jax_multi_process()
     if backend not in _ALTERNATIVE:
         return _single_device_only(backend, name, devices, sync_batchnorm)
@@ -305,33 +313,6 @@ def _tensorflow_mirrored(devices):
     import tensorflow as tf
 
     return tf.distribute.MirroredStrategy(devices=[f"/{name}" for name in devices])
-
-
-def _tensorflow_multi_worker(sync_batchnorm):
-    try:
-        engine = _tensorflow_multi_worker_strategy()
-    except RuntimeError as error:
-        raise RuntimeError(
-            "the multi_worker strategy must be created before TensorFlow runs anything (its "
-            f"collective ops are configured at start-up): make it first in the program ({error})"
-        ) from error
-    devices = tuple(engine.extended.worker_devices)
-    return TrainingDistribution(
-        "multi_worker",
-        "tensorflow",
-        devices,
-        int(engine.num_replicas_in_sync),
-        bool(sync_batchnorm),
-        engine,
-    )
-
-
-@functools.cache
-def _tensorflow_multi_worker_strategy():
-    """The process's MultiWorkerMirroredStrategy (one per process, made from TF_CONFIG)."""
-    import tensorflow as tf
-
-    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def _jax_multi_process():

@@ -44,11 +44,11 @@ class YOLOv7SGD(keras.optimizers.SGD):
     whose gradients are not finite is skipped by Keras' LossScaleOptimizer and does not count in
     `batch_iterations` (the official GradScaler skips the whole accumulated step instead).
 
-    Several devices: under tf.distribute (`MirroredStrategy`, `MultiWorkerMirroredStrategy`) the
-    replicas' gradients are summed (`keras_yolov7.training.sum_over_replicas`; the detector's loss
-    is normalised for the global batch) and every replica applies the same update to its copy of
-    the weights; under JAX's `keras.distribution.DataParallel` the step is one global computation.
-    `batch_size` is the global batch either way.
+    Several devices: under tf.distribute (`MirroredStrategy`) the replicas' gradients are summed
+    (`keras_yolov7.training.sum_over_replicas`; the detector's loss is normalised for the global
+    batch) and every replica applies the same update to its copy of the weights; under JAX's
+    `keras.distribution.DataParallel` the step is one global computation. `batch_size` is the
+    global batch either way.
 
     Resuming keeps the schedule when the optimizer state (its batch counter) is restored, as the
     official resume restores `start_epoch`.

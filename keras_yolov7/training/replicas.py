@@ -1,10 +1,10 @@
 """Cross-replica sums inside a train step: what a loss over the global batch needs under tf.distribute.
 
-Under `tf.distribute` (`MirroredStrategy`, `MultiWorkerMirroredStrategy`) every replica runs the
-train step on its share of the global batch and Keras sums the replicas' gradients. A loss made of
-means over the batch (YOLOv7's box and class terms are means over the positives, objectness a
-mean over all cells) is then only right for the global batch if every normaliser is the global one:
-these helpers give the replica count and the sum over replicas, from inside the step.
+Under `tf.distribute` (`MirroredStrategy`) every replica runs the train step on its share of the
+global batch and Keras sums the replicas' gradients. A loss made of means over the batch (YOLOv7's
+box and class terms are means over the positives, objectness a mean over all cells) is then only
+right for the global batch if every normaliser is the global one: these helpers give the replica
+count and the sum over replicas, from inside the step.
 
 JAX's `keras.distribution.DataParallel` compiles ONE global computation over the sharded batch, so
 its train step is a single replica here (the loss is global as written); the torch backend has no

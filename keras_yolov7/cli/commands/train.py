@@ -24,8 +24,8 @@ examples:
   keras-yolov7 train --data data.yaml --preset yolov7 --batch 64 --devices gpu:0,gpu:1
 
 several devices (docs/distributed.md): --batch is the global batch, split evenly over them;
-  TensorFlow uses tf.distribute.MirroredStrategy (MultiWorkerMirroredStrategy with TF_CONFIG for
-  several hosts), JAX keras.distribution.DataParallel; the torch backend trains on one device.
+  TensorFlow uses tf.distribute.MirroredStrategy (one host), JAX keras.distribution.DataParallel
+  (one host, or several with --distribute multi-worker); the torch backend trains on one device.
 
 run directory (PROJECT/NAME, numbered exp, exp2, ...):
   args.yaml           the arguments and the values they resolved to
@@ -150,8 +150,9 @@ def add_parser(commands):
         help="multi-device engine: auto (mirrored on tensorflow, data-parallel on jax when "
         "several GPUs / TPUs are visible or --devices chooses several; else none), none (one "
         "device), data-parallel (jax, keras.distribution.DataParallel), mirrored (tensorflow, "
-        "tf.distribute.MirroredStrategy), multi-worker (several hosts: tensorflow reads "
-        "TF_CONFIG, jax KERAS_DISTRIBUTION_* or its cluster detection)",
+        "tf.distribute.MirroredStrategy), multi-worker (jax, several hosts: reads "
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES / _NUM_PROCESSES / _PROCESS_ID or JAX's cluster "
+        "detection)",
     )
     devices.add_argument(
         "--devices",
@@ -230,12 +231,11 @@ def _distribution(args):
     try:
         distribution = make_distribution(args.distribute, devices, args.sync_bn)
     except ValueError as error:
-        raise CLIError(f"--distribute {args.distribute} --devices {_shown(devices)}: {error}")
-    if (
-        backend == "tensorflow"
-        and args.jit
-        and distribution.strategy in ("mirrored", "multi_worker")
-    ):
+        given = f"--distribute {args.distribute}"
+        if devices is not None:
+            given += f" --devices {_shown(devices)}"
+        raise CLIError(f"{given}: {error}") from None
+    if backend == "tensorflow" and args.jit and distribution.strategy == "mirrored":
         raise CLIError(
             f"--jit: Keras does not compile the train step with XLA under tf.distribute "
             f"(--distribute resolved to {distribution.strategy}); drop --jit or use --backend jax"
@@ -244,8 +244,6 @@ def _distribution(args):
 
 
 def _shown(devices):
-    if devices is None:
-        return "(all)"
     return str(devices) if isinstance(devices, int) else ",".join(devices)
 
 
