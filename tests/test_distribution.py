@@ -22,12 +22,14 @@ import pytest
 from keras_yolov7.cli import main
 from keras_yolov7.losses import YOLOv7Loss
 from keras_yolov7.models.configs import ARCHITECTURES
+from keras_yolov7.training import ReplicaConsistentLossScaleOptimizer
 from keras_yolov7.training import TrainingDistribution
 from keras_yolov7.training import make_distribution
 from keras_yolov7.training import replicas_in_sync
 from keras_yolov7.training import select_devices
 from keras_yolov7.training import sum_over_replicas
 from keras_yolov7.training import synchronize_batch_normalization
+from keras_yolov7.training import with_loss_scaling
 
 BACKEND = keras.backend.backend()
 WORKER = pathlib.Path(__file__).with_name("distributed_worker.py")
@@ -212,6 +214,35 @@ def test_synchronize_batch_normalization():
     assert all(layer.synchronized for layer in norms)
 
 
+def test_loss_scaling_wrapper_where_keras_would_scale():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        inputs = keras.Input((4,))
+        half = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    inputs = keras.Input((4,))
+    full = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+
+    wrapped = with_loss_scaling(half, "sgd")
+    assert isinstance(wrapped, ReplicaConsistentLossScaleOptimizer)
+    assert isinstance(wrapped.inner_optimizer, keras.optimizers.SGD)
+    assert with_loss_scaling(half, wrapped) is wrapped
+    for unscaled in (
+        with_loss_scaling(half, "sgd", auto_scale_loss=False),
+        with_loss_scaling(full, "sgd"),
+    ):
+        assert isinstance(unscaled, keras.optimizers.SGD)
+        assert not isinstance(unscaled, keras.optimizers.LossScaleOptimizer)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(wrapped))
+    assert isinstance(restored, ReplicaConsistentLossScaleOptimizer)
+    # One replica: Keras' own overflow check.
+    finite = [keras.ops.ones((2,)), keras.ops.zeros((3,))]
+    assert bool(wrapped.check_finite(finite))
+    assert not bool(wrapped.check_finite([keras.ops.ones((2,)), keras.ops.full((3,), np.inf)]))
+
+
 # ----------------------------------------------------------------------------------------------
 # One distributed step on two virtual CPU devices (child process). The model computes in float64
 # there: in float32 the order of the sums alone moves one step's update by ~1e-3 relative (see
@@ -318,6 +349,7 @@ def test_cli_trains_on_two_devices():
     cli = run_worker("cli")["cli"]
     assert cli["code"] == 0, cli["stderr"]
     assert f"{ENGINE} on 2 replicas" in cli["stdout"]
+    assert "best weights: epoch 1 of 1" in cli["stdout"]  # evaluated (EMA weights) and kept
     assert "replicas: 2" in cli["args"] and f"strategy: {ENGINE}" in cli["args"]
 
 

@@ -237,8 +237,9 @@ def _distribution(args):
         raise CLIError(f"{given}: {error}") from None
     if backend == "tensorflow" and args.jit and distribution.strategy == "mirrored":
         raise CLIError(
-            f"--jit: Keras does not compile the train step with XLA under tf.distribute "
-            f"(--distribute resolved to {distribution.strategy}); drop --jit or use --backend jax"
+            "--jit: Keras leaves XLA off under tf.distribute (jit_compile='auto'), and XLA with "
+            f"--distribute {distribution.strategy} is not supported here; drop --jit or use "
+            "--backend jax (which always compiles)"
         )
     return distribution
 
