@@ -34,7 +34,10 @@ def with_loss_scaling(model, optimizer, auto_scale_loss=True):
     """The optimizer `model.compile` should get: `optimizer` wrapped in a
     `ReplicaConsistentLossScaleOptimizer` where Keras would wrap it in its own
     `LossScaleOptimizer` (the model computes in float16 and `auto_scale_loss` is on), else
-    `optimizer` itself. Call it in the model's strategy scope (the wrapper has variables)."""
+    `optimizer` itself (None stays None). Call it in the model's strategy scope (the wrapper has
+    variables)."""
+    if optimizer is None:
+        return None
     optimizer = keras.optimizers.get(optimizer)
     if (
         not auto_scale_loss

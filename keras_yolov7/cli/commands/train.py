@@ -190,7 +190,7 @@ def run(args):
 
     from keras_yolov7.training import use_mixed_precision
 
-    # First: a multi-worker engine must start before the backend runs anything.
+    # First: JAX's multi-host set-up (jax.distributed.initialize) must run before JAX computes.
     distribution = _distribution(args)
     previous_policy = keras.config.dtype_policy()
     try:
