@@ -78,6 +78,15 @@ def half(outputs, targets, part):
     return [o[rows] for o in outputs], {k: v[rows] for k, v in targets.items()}
 
 
+def compiled(function):
+    """`jax.jit` on JAX (eager JAX runs this loss op by op: ~25 s a case); else as it is."""
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(function)
+    return function
+
+
 @pytest.mark.parametrize("preset,image_size", [("yolov7_tiny", 64), ("yolov7_w6", 128)])
 def test_replica_shares_of_the_loss_add_up_to_the_global_batch_loss(preset, image_size):
     """Each replica's loss, normalised with the global counts through `replica_sum`, is its share
@@ -85,26 +94,33 @@ def test_replica_shares_of_the_loss_add_up_to_the_global_batch_loss(preset, imag
     gradients add up to its gradient). Replicas run in lockstep; here they are emulated by
     recording what each half passes to `replica_sum`, then answering with the sum of both."""
     loss, outputs, targets = split_case(preset, image_size, seed=1)
-    full = loss.compute_components(targets, outputs)
 
-    recorded = ([], [])
-    for part in (0, 1):
+    @compiled
+    def whole(outputs, targets):
+        return loss.compute_components(targets, outputs)
 
-        def record(value, calls=recorded[part]):
-            calls.append(keras.ops.convert_to_numpy(value))
+    @compiled
+    def recording(outputs, targets):
+        """The half's own terms (normalised by itself) and what it passes to `replica_sum`."""
+        calls = []
+
+        def record(value):
+            calls.append(value)
             return value
 
-        loss.compute_components(*half(outputs, targets, part)[::-1], replica_sum=record)
+        return loss.compute_components(targets, outputs, replica_sum=record), calls
+
+    @compiled
+    def answering(outputs, targets, answers):
+        """The half's share, `replica_sum` answering with the sums over both halves."""
+        pending = iter(answers)
+        return loss.compute_components(targets, outputs, replica_sum=lambda _: next(pending))
+
+    full = whole(outputs, targets)
+    local, recorded = zip(*(recording(*half(outputs, targets, part)) for part in (0, 1)))
     assert len(recorded[0]) == len(recorded[1]) > 0
-    shares = []
-    for part in (0, 1):
-        answers = iter([keras.ops.convert_to_tensor(a + b) for a, b in zip(*recorded)])
-        shares.append(
-            loss.compute_components(
-                *half(outputs, targets, part)[::-1],
-                replica_sum=lambda value, answers=answers: next(answers),
-            )
-        )
+    answers = [a + b for a, b in zip(*recorded)]
+    shares = [answering(*half(outputs, targets, part), answers) for part in (0, 1)]
     for name in ("loss", "box", "obj", "cls", "aux"):
         expected = float(full[name])
         summed = float(shares[0][name]) + float(shares[1][name])
@@ -112,10 +128,8 @@ def test_replica_shares_of_the_loss_add_up_to_the_global_batch_loss(preset, imag
 
     # Normalised per half (each replica on its own), the halves do not add up: the positives are
     # split unevenly, so the check above is not trivially true.
-    local = [loss.compute_components(*half(outputs, targets, p)[::-1]) for p in (0, 1)]
-    assert abs(
-        float(local[0]["loss"]) + float(local[1]["loss"]) - float(full["loss"])
-    ) > 1e-3 * abs(float(full["loss"]))
+    summed_local = float(local[0]["loss"]) + float(local[1]["loss"])
+    assert abs(summed_local - float(full["loss"])) > 1e-3 * abs(float(full["loss"]))
 
 
 def test_replica_helpers_outside_a_strategy():
