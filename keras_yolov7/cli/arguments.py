@@ -58,6 +58,23 @@ def positive_int(text):
     return value
 
 
+def device_list(text):
+    """--devices: a count ("2") or comma-separated device names ("gpu:0,gpu:1")."""
+    text = text.strip()
+    if text.isdigit():
+        return positive_int(text)
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    for name in names:
+        kind, _, index = name.lstrip("/").partition(":")
+        if not kind or not index.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"expected a device count or names like gpu:0,gpu:1, got {text!r}"
+            )
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected a device count or names, got {text!r}")
+    return names
+
+
 def add_backend(parser):
     parser.add_argument(
         "--backend",

@@ -148,10 +148,17 @@ class YOLOv7Loss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         return self.compute_components(y_true, y_pred)["loss"]
 
-    def compute_components(self, y_true, y_pred):
+    def compute_components(self, y_true, y_pred, replica_sum=None):
         """All terms of the loss, as float32 scalars.
 
-        Args: see the class docstring.
+        Args:
+            y_true, y_pred: see the class docstring.
+            replica_sum: for a batch split over replicas that each compute the loss of their
+                share (tf.distribute), a function summing a value over the replicas
+                (`keras_yolov7.training.sum_over_replicas`): every normaliser (positives per
+                level, objectness cells, batch size) is then the global batch's, so that the
+                replicas' terms add up to the terms of the global batch, and their gradients to
+                its gradient. None: the call sees the whole batch.
 
         Returns:
             A dict: `"box"`, `"obj"`, `"cls"` the gain-weighted terms (lead plus `aux_weight` times
@@ -160,6 +167,7 @@ class YOLOv7Loss(keras.losses.Loss):
             total * batch_size`, the official training objective.
         """
         num_levels = len(self.strides)
+        replica_sum = replica_sum or _whole_batch
         outputs = [ops.cast(p, "float32") for p in y_pred]
         if len(outputs) not in (num_levels, 2 * num_levels):
             raise ValueError(
@@ -182,7 +190,9 @@ class YOLOv7Loss(keras.losses.Loss):
 
         fine = self._slots(targets, grid_sizes, FINE_OFFSET)
         lead_raw = gather_cells(lead, fine["index"])
-        lead_terms = self._head_terms(lead, fine, lead_raw, self._assign(targets, fine, lead_raw, topk))
+        lead_terms = self._head_terms(
+            lead, fine, lead_raw, self._assign(targets, fine, lead_raw, topk), replica_sum
+        )
 
         gains = self.scaled_gains(image_height, image_width)
         lead_terms = [t * g for t, g in zip(lead_terms, gains)]
@@ -192,14 +202,14 @@ class YOLOv7Loss(keras.losses.Loss):
             # Coarse positives are chosen on the lead head's predictions, then trained on the auxiliary.
             assignment = self._assign(targets, coarse, gather_cells(lead, coarse["index"]), topk)
             aux_terms = self._head_terms(
-                auxiliary, coarse, gather_cells(auxiliary, coarse["index"]), assignment
+                auxiliary, coarse, gather_cells(auxiliary, coarse["index"]), assignment, replica_sum
             )
             aux_terms = [t * g * self.aux_weight for t, g in zip(aux_terms, gains)]
 
         box, obj, cls = (a + b for a, b in zip(lead_terms, aux_terms))
         total = box + obj + cls
         return {
-            "loss": total * ops.cast(batch, "float32"),
+            "loss": total * replica_sum(ops.cast(batch, "float32")),
             "total": total,
             "box": box,
             "obj": obj,
@@ -233,15 +243,17 @@ class YOLOv7Loss(keras.losses.Loss):
         matched_labels = ops.reshape(ops.take_along_axis(labels, matched, axis=1), shape)
         return positive, matched_boxes, matched_labels
 
-    def _head_terms(self, outputs, slots, raw, assignment):
+    def _head_terms(self, outputs, slots, raw, assignment, replica_sum):
         """Unweighted box, objectness (balanced) and class terms of one head, summed over levels.
 
-        `raw`: `(batch, num_levels, K, 5 + num_classes)` the head's logits at the candidates.
+        `raw`: `(batch, num_levels, K, 5 + num_classes)` the head's logits at the candidates;
+        `replica_sum` turns a local count into the global batch's (see `compute_components`).
         """
         positive, target_box, target_label = assignment
         stride = ops.convert_to_tensor([float(s) for s in self.strides], "float32")[:, None, None]
         weight = ops.cast(positive, "float32")
-        count = ops.maximum(ops.sum(weight, axis=(0, 2)), 1.0)  # per level; empty levels add 0
+        # Positives per level over the (global) batch; empty levels add 0.
+        count = ops.maximum(replica_sum(ops.sum(weight, axis=(0, 2))), 1.0)
 
         s = ops.sigmoid(raw[..., :4])
         predicted = ops.concatenate(
@@ -276,7 +288,9 @@ class YOLOv7Loss(keras.losses.Loss):
                 num_segments=shape[0] * cells_per_image,
             )
             objectness_target = ops.maximum(objectness_target, 0.0)  # empty segments hold -inf
-            level_obj = ops.mean(_bce_with_logits(ops.reshape(output[..., 4], (-1,)), objectness_target))
+            level_bce = _bce_with_logits(ops.reshape(output[..., 4], (-1,)), objectness_target)
+            cells = replica_sum(ops.cast(ops.size(level_bce), "float32"))
+            level_obj = ops.sum(level_bce) / cells
             obj = obj + level_obj * self.balance[level]
         return box, obj, cls
 
@@ -297,6 +311,11 @@ class YOLOv7Loss(keras.losses.Loss):
             clip_boxes=self.clip_boxes,
         )
         return config
+
+
+def _whole_batch(value):
+    """The `replica_sum` of a call that sees the whole batch."""
+    return value
 
 
 def _bce_with_logits(logits, targets):

@@ -283,6 +283,15 @@ class YOLOv7Detector(keras.Model):
         if not hasattr(self, "loss_trackers"):
             names = ["box", "obj", "cls"] + (["aux"] if self.has_auxiliary_head else [])
             self.loss_trackers = {name: keras.metrics.Mean(name=f"{name}_loss") for name in names}
+        self._compile_with_loss_scaling(optimizer)
+
+    def _compile_with_loss_scaling(self, optimizer):
+        """`keras.Model.compile` with, in float16, loss scaling that stays consistent across
+        tf.distribute replicas (`ReplicaConsistentLossScaleOptimizer`) instead of Keras' own."""
+        from keras_yolov7.training.loss_scaling import with_loss_scaling
+
+        auto_scale_loss = self._compile_kwargs.get("auto_scale_loss", True)
+        optimizer = with_loss_scaling(self, optimizer, auto_scale_loss)
         super().compile(optimizer=optimizer, loss=None, **self._compile_kwargs)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, steps_per_epoch=None, callbacks=None,
@@ -300,6 +309,7 @@ class YOLOv7Detector(keras.Model):
             batches or of `{"images", "bounding_boxes"}` dicts.
         """
         from keras_yolov7.training import make_training_setup
+        from keras_yolov7.training.distribution import model_scope
         from keras_yolov7.training.guard import StopOnNonFiniteLoss
 
         x, y = self._checked_inputs(x, y)
@@ -308,10 +318,12 @@ class YOLOv7Detector(keras.Model):
         callbacks = list(callbacks or [])
         if getattr(self, "_auto_optimizer", False):
             steps, batch = self._steps_and_batch(x, batch_size, steps_per_epoch)
-            optimizer, recipe_callbacks = make_training_setup(
-                self, epochs=epochs, steps_per_epoch=steps, batch_size=batch, ema=self._auto_ema
-            )
-            super().compile(optimizer=optimizer, loss=None, **self._compile_kwargs)
+            # The optimizer's variables must live with the model's (a tf.distribute strategy).
+            with model_scope(self):
+                optimizer, recipe_callbacks = make_training_setup(
+                    self, epochs=epochs, steps_per_epoch=steps, batch_size=batch, ema=self._auto_ema
+                )
+                self._compile_with_loss_scaling(optimizer)
             self._auto_optimizer = False
             self._recipe_callbacks = recipe_callbacks
         callbacks = [c for c in getattr(self, "_recipe_callbacks", []) if c not in callbacks] + callbacks
@@ -403,7 +415,16 @@ class YOLOv7Detector(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The YOLOv7 loss `(lbox + lobj + lcls) * batch_size` of a batch; also updates the
-        box / obj / cls (and aux) trackers shown in the progress bar."""
+        box / obj / cls (and aux) trackers shown in the progress bar.
+
+        Under tf.distribute each replica returns its share of the global batch's loss (every
+        normaliser is the global batch's), so that the gradients Keras sums over the replicas are
+        the gradient of the global batch; the trackers and Keras' loss show the global values.
+        """
+        from keras_yolov7.training.replicas import replicas_in_sync
+        from keras_yolov7.training.replicas import sum_over_replicas
+
+        replicas = replicas_in_sync()
         boxes = y["boxes"]
         if self.bounding_box_format != "xyxy":
             height, width = keras.ops.shape(x)[1], keras.ops.shape(x)[2]
@@ -411,8 +432,13 @@ class YOLOv7Detector(keras.Model):
                 boxes, source=self.bounding_box_format, target="xyxy", height=height, width=width
             )
         parts = self.detection_loss.compute_components(
-            {"boxes": boxes, "labels": y["labels"]}, y_pred
+            {"boxes": boxes, "labels": y["labels"]},
+            y_pred,
+            replica_sum=sum_over_replicas if replicas > 1 else None,
         )
         for name, tracker in self.loss_trackers.items():
-            tracker.update_state(parts[name])
+            # A tracker's state is summed over the replicas when read; each replica holds its share
+            # of the global value, so it counts that share times the replica count (as Keras does
+            # for its own loss tracker) for the mean to be the global value.
+            tracker.update_state(parts[name] * replicas if replicas > 1 else parts[name])
         return parts["loss"]

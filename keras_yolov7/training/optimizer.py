@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_yolov7.training.groups import GROUP_NAMES
+from keras_yolov7.training.replicas import sum_over_replicas
 from keras_yolov7.training.schedule import MIN_WARMUP_ITERATIONS
 from keras_yolov7.training.schedule import NOMINAL_BATCH_SIZE
 from keras_yolov7.training.schedule import YOLOv7Schedule
@@ -43,9 +44,14 @@ class YOLOv7SGD(keras.optimizers.SGD):
     whose gradients are not finite is skipped by Keras' LossScaleOptimizer and does not count in
     `batch_iterations` (the official GradScaler skips the whole accumulated step instead).
 
-    Single-device or JAX-distributed training: the update does not go through tf.distribute's
-    per-replica update path. Resuming keeps the schedule when the optimizer state (its batch counter)
-    is restored, as the official resume restores `start_epoch`.
+    Several devices: under tf.distribute (`MirroredStrategy`) the replicas' gradients are summed
+    (`keras_yolov7.training.sum_over_replicas`; the detector's loss is normalised for the global
+    batch) and every replica applies the same update to its copy of the weights; under JAX's
+    `keras.distribution.DataParallel` the step is one global computation. `batch_size` is the
+    global batch either way.
+
+    Resuming keeps the schedule when the optimizer state (its batch counter) is restored, as the
+    official resume restores `start_epoch`.
 
     The parameter groups must be given before the first update, with
     `set_parameter_groups(parameter_groups(model))` (`make_training_setup` does it); they are stored
@@ -184,6 +190,8 @@ class YOLOv7SGD(keras.optimizers.SGD):
         )
 
     def _backend_apply_gradients(self, grads, trainable_variables):
+        # tf.distribute: each replica holds the gradient of its share of the global batch.
+        grads = sum_over_replicas(list(grads))
         if keras.backend.backend() == "torch":
             self._apply_torch(grads, trainable_variables)
         else:

@@ -11,6 +11,7 @@ from keras_yolov7.models.configs import ARCHITECTURES
 
 DEFAULT_PRESET = "yolov7"
 MIXED_PRECISION = ("auto", "mixed_float16", "mixed_bfloat16")
+DISTRIBUTE = ("auto", "none", "data-parallel", "mirrored", "multi-worker")
 
 EPILOG = """\
 examples:
@@ -19,6 +20,12 @@ examples:
   keras-yolov7 train --data VOCdevkit/VOC2012 --preset yolov7 --val-split val --image-size 512
   keras-yolov7 train --data synthetic --preset yolov7_tiny --image-size 256 --epochs 10 --batch 8
   keras-yolov7 train --data data.yaml --hyp hyp.scratch.p5.yaml --hyp lr0=0.005 mosaic=0.5
+  keras-yolov7 train --data data.yaml --preset yolov7 --batch 64 --devices 4 --sync-bn
+  keras-yolov7 train --data data.yaml --preset yolov7 --batch 64 --devices gpu:0,gpu:1
+
+several devices (docs/distributed.md): --batch is the global batch, split evenly over them;
+  TensorFlow uses tf.distribute.MirroredStrategy (one host), JAX keras.distribution.DataParallel
+  (one host, or several with --distribute multi-worker); the torch backend trains on one device.
 
 run directory (PROJECT/NAME, numbered exp, exp2, ...):
   args.yaml           the arguments and the values they resolved to
@@ -136,6 +143,33 @@ def add_parser(commands):
         "oneDNN convolutions are faster; Keras' choice otherwise)",
     )
 
+    devices = parser.add_argument_group("devices")
+    devices.add_argument(
+        "--distribute",
+        choices=DISTRIBUTE,
+        default="auto",
+        help="multi-device engine: auto (mirrored on tensorflow, data-parallel on jax when "
+        "several GPUs / TPUs are visible or --devices chooses several; else none), none (one "
+        "device), data-parallel (jax, keras.distribution.DataParallel), mirrored (tensorflow, "
+        "tf.distribute.MirroredStrategy), multi-worker (jax, several hosts: reads "
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES / _NUM_PROCESSES / _PROCESS_ID or JAX's cluster "
+        "detection)",
+    )
+    devices.add_argument(
+        "--devices",
+        type=arguments.device_list,
+        default=None,
+        metavar="N|LIST",
+        help="devices to train on: a count (the first N) or names like gpu:0,gpu:1 (default: "
+        "every GPU / TPU, with --distribute auto)",
+    )
+    devices.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="BatchNormalization statistics over the global batch, synchronised across replicas "
+        "(tensorflow; jax data-parallel always uses the global batch statistics)",
+    )
+
     validation = parser.add_argument_group("validation")
     validation.add_argument(
         "--no-val", action="store_true", help="no validation: only weights/last.keras is written"
@@ -157,6 +191,8 @@ def run(args):
 
     from keras_yolov7.training import use_mixed_precision
 
+    # First: JAX's multi-host set-up (jax.distributed.initialize) must run before JAX computes.
+    distribution = _distribution(args)
     previous_policy = keras.config.dtype_policy()
     try:
         if args.mixed_precision is not None:
@@ -164,9 +200,53 @@ def run(args):
                 None if args.mixed_precision == "auto" else args.mixed_precision
             )
             print(f"mixed precision: {policy}")
-        _train(args)
+        with distribution.scope():
+            _train(args, distribution)
     finally:
         keras.config.set_dtype_policy(previous_policy)
+
+
+def _distribution(args):
+    """The `TrainingDistribution` of --distribute / --devices / --sync-bn, or a CLIError."""
+    import keras
+
+    from keras_yolov7.training import make_distribution
+
+    backend = keras.backend.backend()
+    engine_backends = {"data-parallel": "jax", "mirrored": "tensorflow"}
+    if backend == "torch" and args.distribute not in ("auto", "none"):
+        raise CLIError(
+            f"--distribute {args.distribute} is not available on the torch backend (Keras has no "
+            "multi-device trainer for torch): use --backend jax or tensorflow"
+        )
+    needed = engine_backends.get(args.distribute)
+    if needed is not None and backend != needed:
+        other = "data-parallel" if backend == "jax" else "mirrored"
+        raise CLIError(
+            f"--distribute {args.distribute} needs the {needed} backend, but Keras runs on "
+            f"{backend}: use --distribute {other} (or --backend {needed})"
+        )
+    if args.sync_bn and args.distribute == "none":
+        raise CLIError("--sync-bn synchronises several replicas, but --distribute is none")
+    devices = args.devices
+    try:
+        distribution = make_distribution(args.distribute, devices, args.sync_bn)
+    except ValueError as error:
+        given = f"--distribute {args.distribute}"
+        if devices is not None:
+            given += f" --devices {_shown(devices)}"
+        raise CLIError(f"{given}: {error}") from None
+    if backend == "tensorflow" and args.jit and distribution.strategy == "mirrored":
+        raise CLIError(
+            "--jit: Keras leaves XLA off under tf.distribute (jit_compile='auto'), and XLA with "
+            f"--distribute {distribution.strategy} is not supported here; drop --jit or use "
+            "--backend jax (which always compiles)"
+        )
+    return distribution
+
+
+def _shown(devices):
+    return str(devices) if isinstance(devices, int) else ",".join(devices)
 
 
 @dataclasses.dataclass
@@ -208,7 +288,7 @@ def _plan(args):
     return _Plan(preset, image_size, stride, source, augmentation, optimizer_hyp, loss_hyp, notes)
 
 
-def _train(args):
+def _train(args, distribution):
     import keras
 
     from keras_yolov7.cli.hyperparameters import LOSS_KEYS
@@ -223,13 +303,27 @@ def _train(args):
 
     plan = _plan(args)
     preset, image_size, stride = plan.preset, plan.image_size, plan.stride
+    try:
+        distribution.per_replica_batch_size(args.batch)
+    except ValueError:
+        raise CLIError(
+            f"--batch {args.batch} does not split evenly over {distribution.num_replicas} "
+            f"devices: use a multiple of {distribution.num_replicas} (--batch is the global batch)"
+        ) from None
     run_dir = new_run_directory(args.project, args.name, args.exist_ok)
     print(f"run directory: {run_dir}")
     for note in plan.notes:
         print(note)
     train_set, val_set, data_paths = _read_data(args, run_dir, image_size)
+    # Several replicas get equal shares of every batch: the last, incomplete one is dropped.
+    drop_remainder = distribution.num_replicas > 1
+    if drop_remainder and len(train_set) < args.batch:
+        raise CLIError(
+            f"--batch {args.batch} is larger than the {len(train_set)} training images, and "
+            f"training on {distribution.num_replicas} devices uses whole batches only"
+        )
     keras.utils.set_random_seed(args.seed)
-    model = _build_model(preset, train_set, plan.source, args.weights)
+    model = distribution.prepare_model(_build_model(preset, train_set, plan.source, args.weights))
 
     def train_pipeline():
         return make_train_dataset(
@@ -240,6 +334,7 @@ def _train(args):
             augmentation=plan.augmentation,
             seed=args.seed,
             stride=stride,
+            drop_remainder=drop_remainder,
         )
 
     # A pipeline of its own, so that drawing it leaves the training passes as they would be.
@@ -249,7 +344,10 @@ def _train(args):
     )
     print(f"augmented samples: {preview}")
     train_data = train_pipeline()
-    steps = math.ceil(len(train_set) / args.batch)
+    if drop_remainder:
+        steps = len(train_set) // args.batch
+    else:
+        steps = math.ceil(len(train_set) / args.batch)
 
     optimizer, recipe_callbacks = make_training_setup(
         model,
@@ -276,13 +374,20 @@ def _train(args):
             **{key: getattr(loss, key) for key in LOSS_KEYS},
         },
         augmentation=dataclasses.asdict(plan.augmentation),
+        distribution={
+            "strategy": distribution.strategy,
+            "replicas": distribution.num_replicas,
+            "devices": list(distribution.devices),
+            "sync_bn": distribution.sync_batchnorm,
+        },
     )
     callbacks, evaluation, checkpoints = _callbacks(
         args, run_dir, model, val_set, image_size, stride
     )
     print(
         f"training {preset} ({model.num_classes} classes) at {image_size} px for {args.epochs} "
-        f"epochs of {steps} batches of {args.batch} on {keras.backend.backend()}"
+        f"epochs of {steps} batches of {args.batch} on {keras.backend.backend()}, "
+        f"{distribution.describe()}"
     )
     # Recipe callbacks (ModelEMA) first: evaluation and checkpoints then see the EMA weights.
     model.fit(
