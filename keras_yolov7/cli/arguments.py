@@ -137,3 +137,16 @@ def add_image_size(parser, default_help):
         help=f"network input size, a multiple of the model's largest stride (default: "
         f"{default_help})",
     )
+
+
+def add_nms_options(parser, conf, iou, max_det, conf_help="confidence threshold"):
+    """--conf, --iou and --max-det with the command's defaults (a parser or argument group)."""
+    parser.add_argument(
+        "--conf", type=probability, default=conf, metavar="0..1", help=conf_help
+    )
+    parser.add_argument(
+        "--iou", type=probability, default=iou, metavar="0..1", help="NMS IoU threshold"
+    )
+    parser.add_argument(
+        "--max-det", type=positive_int, default=max_det, metavar="N", help="detections per image"
+    )

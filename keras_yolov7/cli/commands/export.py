@@ -66,19 +66,7 @@ def add_parser(commands):
         help="int8: calibration images taken from --data",
     )
     nms = parser.add_argument_group("in-graph NMS (--nms v4, v5, android)")
-    nms.add_argument(
-        "--conf", type=arguments.probability, default=0.25, metavar="0..1", help="score threshold"
-    )
-    nms.add_argument(
-        "--iou", type=arguments.probability, default=0.45, metavar="0..1", help="NMS IoU threshold"
-    )
-    nms.add_argument(
-        "--max-det",
-        type=arguments.positive_int,
-        default=100,
-        metavar="N",
-        help="detections per image",
-    )
+    arguments.add_nms_options(nms, conf=0.25, iou=0.45, max_det=100, conf_help="score threshold")
     arguments.add_backend(parser)
     parser.set_defaults(run=run)
 

@@ -41,23 +41,7 @@ def add_parser(commands):
         "are not images are skipped with a warning",
     )
     arguments.add_image_size(parser, "the model's training size")
-    parser.add_argument(
-        "--conf",
-        type=arguments.probability,
-        default=0.25,
-        metavar="0..1",
-        help="confidence threshold",
-    )
-    parser.add_argument(
-        "--iou", type=arguments.probability, default=0.45, metavar="0..1", help="NMS IoU threshold"
-    )
-    parser.add_argument(
-        "--max-det",
-        type=arguments.positive_int,
-        default=300,
-        metavar="N",
-        help="detections per image",
-    )
+    arguments.add_nms_options(parser, conf=0.25, iou=0.45, max_det=300)
     parser.add_argument(
         "--batch",
         type=arguments.positive_int,

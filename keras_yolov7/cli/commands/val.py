@@ -30,23 +30,7 @@ def add_parser(commands):
     parser.add_argument(
         "--batch", type=arguments.positive_int, default=32, metavar="N", help="images per batch"
     )
-    parser.add_argument(
-        "--conf",
-        type=arguments.probability,
-        default=0.001,
-        metavar="0..1",
-        help="confidence threshold",
-    )
-    parser.add_argument(
-        "--iou", type=arguments.probability, default=0.65, metavar="0..1", help="NMS IoU threshold"
-    )
-    parser.add_argument(
-        "--max-det",
-        type=arguments.positive_int,
-        default=300,
-        metavar="N",
-        help="detections per image",
-    )
+    arguments.add_nms_options(parser, conf=0.001, iou=0.65, max_det=300)
     parser.add_argument(
         "--plots",
         action=argparse.BooleanOptionalAction,
