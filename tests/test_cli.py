@@ -66,7 +66,7 @@ def trained(tmp_path_factory):
 def checkpoint_pt(tmp_path_factory):
     """An official-style state_dict `.pt` of a 3-class yolov7_tiny, and the Keras model."""
     torch = pytest.importorskip("torch")
-    model = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3)
+    model = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=3)
     state_dict = kyv7.convert.to_torch_state_dict(model)
     path = tmp_path_factory.mktemp("pt") / "tiny3.pt"
     torch.save(
@@ -169,7 +169,7 @@ def test_train_saves_loadable_last_and_best_weights(trained):
     last = keras.models.load_model(run_dir / "weights" / "last.keras", compile=False)
     best = keras.models.load_model(run_dir / "weights" / "best.keras", compile=False)
     for model, name in ((last, "last.keras"), (best, "best.keras")):
-        assert isinstance(model, kyv7.YOLOv7Detector)
+        assert isinstance(model, kyv7.YOLOv7ObjectDetector)
         assert model.num_classes == 5 and model.class_names == list(SYNTHETIC_CLASS_NAMES)
         # float32 weights without optimizer state (which would double the file at least).
         weight_bytes = sum(w.size * 4 for w in model.get_weights())
@@ -349,7 +349,7 @@ def test_predict_saves_pictures_and_json_in_original_pixels(trained, image_folde
 
 
 def test_inference_model_is_fused_xyxy_and_takes_any_size():
-    model = kyv7.YOLOv7Detector.from_preset(
+    model = kyv7.YOLOv7ObjectDetector.from_preset(
         "yolov7_tiny", num_classes=2, image_size=64, bounding_box_format="center_xywh"
     )
     flexible = inference_model(model)
@@ -511,7 +511,7 @@ def test_bad_weights_are_one_line_errors(trained, tmp_path):
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(other)
     assert_one_line_error(
         run_cli("val", "--weights", other, "--data", data),
-        "holds a Sequential, not a YOLOv7Detector",
+        "holds a Sequential, not a YOLOv7ObjectDetector",
     )
     not_pt = tmp_path / "fake.pt"
     not_pt.write_text("not a checkpoint")

@@ -1,4 +1,4 @@
-"""YOLOv7Detector as a Keras task: compile/fit/evaluate/predict on the current backend."""
+"""YOLOv7ObjectDetector as a Keras task: compile/fit/evaluate/predict on the current backend."""
 
 import keras
 import numpy as np
@@ -21,7 +21,7 @@ def data():
 
 
 def small_model(num_classes=5, **kwargs):
-    return kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=num_classes, **kwargs)
+    return kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=num_classes, **kwargs)
 
 
 def test_compile_defaults_then_fit_uses_the_official_recipe(data):

@@ -328,7 +328,7 @@ def tiny_validation_set(num_batches=2, batch=2, size=64):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    return keras_yolov7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=2)
+    return keras_yolov7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=2)
 
 
 def test_predict_dataset_maps_model_outputs_to_original_pixels(tiny_model):

@@ -101,7 +101,7 @@ def predict_dataset(model, data, verbose=1, detect_fn=None, on_batch=None, **set
     """Detections of a model over validation batches, in original-image pixels.
 
     Args:
-        model: a `YOLOv7Detector` (anything with `anchors`, `strides`, `num_classes` whose call
+        model: a `YOLOv7ObjectDetector` (anything with `anchors`, `strides`, `num_classes` whose call
             returns raw per-level outputs).
         data: batches `(images, targets)`: images `(batch, size, size, 3)` letterboxed RGB
             0..255; targets a dict with per-image `"image_id"` `(batch,)`, `"scale"`
@@ -162,7 +162,7 @@ def evaluate_model(
     """COCO metrics of a model on a validation set (the official test.py procedure).
 
     Args:
-        model: a `YOLOv7Detector`.
+        model: a `YOLOv7ObjectDetector`.
         data: validation batches (see `predict_dataset`).
         dataset: the `DetectionDataset` the batches were made from (ground truth in original
             pixels; its `category_ids` map labels back to COCO ids).

@@ -44,10 +44,10 @@ def _delegate_friendly(operation):
 
 
 class ExportGraph:
-    """Turns a fused, fixed-size YOLOv7Detector into the tensors the exports serve.
+    """Turns a fused, fixed-size YOLOv7ObjectDetector into the tensors the exports serve.
 
     Args:
-        model: a fused `YOLOv7Detector` with a static square input
+        model: a fused `YOLOv7ObjectDetector` with a static square input
             (`keras_yolov7.export.fixed_size_model`).
         int8: the graph is for full-integer quantisation (pins the ranges the quantiser cannot
             calibrate: see `_normalise`).
@@ -62,7 +62,11 @@ class ExportGraph:
     def __init__(self, model, int8=False):
         if not model.fused:
             raise ValueError("ExportGraph needs a fused model with a static input size")
-        height, width = model.image_size
+        height, width = model.backbone.image_shape[:2]
+        if height is None or height != width:
+            raise ValueError(
+                f"ExportGraph needs a static square input, got {height} x {width}"
+            )
         self.model = model
         self.int8 = bool(int8)
         self.image_size = int(height)

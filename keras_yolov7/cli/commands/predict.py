@@ -26,8 +26,9 @@ def add_parser(commands):
         "predict",
         help="detect objects in images; save pictures (and JSON)",
         description="Run a model on images of any size and aspect ratio (grayscale, palette and "
-        "RGBA images are converted to RGB), letterboxed like the official detect.py: the longer "
-        "side to --image-size, padded to the stride. Boxes are drawn on the original images.",
+        "RGBA images are converted to RGB), letterboxed by the model's preprocessor: the longer "
+        "side to --image-size, padded to a square with gray. Boxes are drawn on the original "
+        "images.",
         epilog=EPILOG,
         formatter_class=arguments.Formatter,
     )
@@ -71,6 +72,8 @@ def run(args):
     from keras_yolov7.cli.weights import inference_model
     from keras_yolov7.cli.weights import input_size
     from keras_yolov7.cli.weights import load_model
+    from keras_yolov7.models.image_inputs import NotAnImageError
+    from keras_yolov7.models.image_inputs import read_image
 
     files = image_files.find_files(args.source)
     model = load_model(args.weights)
@@ -85,15 +88,15 @@ def run(args):
     names = model.class_names or [str(i) for i in range(model.num_classes)]
     writer = _Writer(args, names, class_palette(model.num_classes), files)
     batcher = _Batcher(model, args.batch, writer)
-    stride = max(model.strides)
+    model.preprocessor.image_size = (size, size)
     for index, path in enumerate(files):
         try:
-            image = image_files.read_rgb(path)
-        except image_files.NotAnImageError as error:
-            print(f"warning: skipping {path}: {error}", file=sys.stderr)
+            image = read_image(path)
+        except NotAnImageError as error:
+            print(f"warning: skipping {error}", file=sys.stderr)
             writer.skipped += 1
             continue
-        padded, scale, pad = image_files.letterbox(image, size, stride)
+        padded, scale, pad = model.preprocessor.letterbox(image)
         batcher.add(index, path, image, padded, scale, pad)
     batcher.flush_all()
     if writer.done == 0:

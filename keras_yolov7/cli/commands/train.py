@@ -323,7 +323,9 @@ def _train(args, distribution):
             f"training on {distribution.num_replicas} devices uses whole batches only"
         )
     keras.utils.set_random_seed(args.seed)
-    model = distribution.prepare_model(_build_model(preset, train_set, plan.source, args.weights))
+    model = distribution.prepare_model(
+        _build_model(preset, train_set, plan.source, args.weights, image_size)
+    )
 
     def train_pipeline():
         return make_train_dataset(
@@ -474,22 +476,27 @@ def _read_data(args, run_dir, image_size):
     return train_set, val_set, paths
 
 
-def _build_model(preset, dataset, source, weights):
+def _build_model(preset, dataset, source, weights, image_size):
     import keras_yolov7 as kyv7
     from keras_yolov7.cli.weights import model_for_dataset
 
     if source is None:
-        return kyv7.YOLOv7Detector.from_preset(
-            preset, num_classes=dataset.num_classes, class_names=dataset.class_names, name=preset
+        return kyv7.YOLOv7ObjectDetector.from_preset(
+            preset,
+            num_classes=dataset.num_classes,
+            class_names=dataset.class_names,
+            image_size=image_size,
+            name=preset,
         )
-    model, copied, total = model_for_dataset(source, dataset.num_classes, dataset.class_names)
+    model = model_for_dataset(source, dataset.num_classes, dataset.class_names)
+    model.preprocessor.image_size = (image_size, image_size)
     note = ""
     if source.num_classes != dataset.num_classes:
         note = (
             f"; {weights} has {source.num_classes} classes, the dataset {dataset.num_classes}: "
-            "the head's class outputs start fresh"
+            "the heads' class outputs start fresh"
         )
-    print(f"transferred {copied}/{total} weights from {weights}{note}")
+    print(f"starting from the weights of {weights}{note}")
     return model
 
 
