@@ -55,6 +55,11 @@ class YOLOv7Backbone(keras_hub.models.Backbone):
         dtype=None,
         **kwargs,
     ):
+        unknown = sorted(set(kwargs) - {"name", "trainable"})
+        if unknown:
+            # Keras' functional models accept (and ignore) any keyword; a misspelt option must not
+            # vanish.
+            raise TypeError(f"YOLOv7Backbone got unexpected arguments {unknown}")
         arch = resolve_architecture(architecture)
         image_shape = tuple(image_shape)
         if len(image_shape) != 3 or image_shape[-1] != 3:

@@ -77,6 +77,7 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
         **kwargs,
     ):
         compile_now = kwargs.pop("compile", True)
+        _check_kwargs(kwargs, type(self).__name__)
         if not isinstance(backbone, YOLOv7Backbone):
             raise ValueError(
                 f"backbone must be a YOLOv7Backbone, got {type(backbone).__name__}"
@@ -786,6 +787,13 @@ def _check_preprocessor(preprocessor, num_classes, stride):
             f"image_size {(height, width)} is not a multiple of the model's largest stride "
             f"{stride}; use e.g. {suggestion}"
         )
+
+
+def _check_kwargs(kwargs, owner):
+    # Keras' functional models accept (and ignore) any keyword; a misspelt option must not vanish.
+    unknown = sorted(set(kwargs) - {"name", "trainable"})
+    if unknown:
+        raise TypeError(f"{owner} got unexpected arguments {unknown}")
 
 
 def _names(class_names, num_classes):
