@@ -21,7 +21,6 @@ from keras_yolov7.cli import main
 from keras_yolov7.cli.errors import CLIError
 from keras_yolov7.cli.hyperparameters import parse_hyperparameters
 from keras_yolov7.cli.hyperparameters import route_hyperparameters
-from keras_yolov7.cli.images import letterbox
 from keras_yolov7.cli.runs import new_run_directory
 from keras_yolov7.cli.weights import inference_model
 from keras_yolov7.cli.weights import model_for_dataset
@@ -362,16 +361,6 @@ def test_inference_model_is_fused_xyxy_and_takes_any_size():
         atol=1e-3,
     )
     assert flexible(np.zeros((1, 32, 96, 3), "float32"))[0].shape[1:3] == (4, 12)
-
-
-def test_letterbox_matches_the_official_rectangular_shapes():
-    image = np.zeros((300, 100, 3), np.uint8)
-    padded, scale, pad = letterbox(image, 64, 32)
-    assert padded.shape == (64, 32, 3) and scale == pytest.approx(64 / 300) and pad == (5, 0)
-    padded, scale, pad = letterbox(np.zeros((1, 1, 3), np.uint8), 64, 32)
-    assert padded.shape == (64, 64, 3) and scale == 64 and pad == (0, 0)
-    padded, _, pad = letterbox(np.full((40, 64, 3), 7, np.uint8), 64, 32)
-    assert pad == (0, 12) and (padded[:12] == 114).all() and (padded[12:52] == 7).all()
 
 
 def test_predict_bad_sources_are_one_line_errors(trained, image_folder, tmp_path):

@@ -132,10 +132,12 @@ def test_fused_model_saves_and_loads(tmp_path):
     )
 
 
-def test_fixed_image_size_and_custom_anchors():
+def test_static_image_shape_network_size_and_custom_anchors():
     anchors = np.arange(18, dtype="float32").reshape(3, 3, 2) + 1
-    model = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=1, image_size=(64, 96), anchors=anchors)
-    assert tuple(model.input_shape) == (None, 64, 96, 3)
+    model = kyv7.YOLOv7ObjectDetector.from_preset(
+        "yolov7_tiny", num_classes=1, image_shape=(64, 96, 3), image_size=(64, 96), anchors=anchors
+    )
+    assert tuple(model.input_shape) == (None, 64, 96, 3) and model.image_size == (64, 96)
     np.testing.assert_array_equal(model.anchors, anchors)
     assert model.get_config()["anchors"] == anchors.tolist()
 
@@ -156,7 +158,7 @@ def test_bad_input_messages():
 
 
 def test_hyperparameter_family_of_each_preset():
-    families = {name: kyv7.models.ARCHITECTURES[name]["family"] for name in kyv7.YOLOv7ObjectDetector.presets}
+    families = {name: arch["family"] for name, arch in kyv7.models.ARCHITECTURES.items()}
     assert families == {
         "yolov7_tiny": "tiny", "yolov7": "p5", "yolov7x": "p5", "yolov7_w6": "p6", "yolov7_e6": "p6",
         "yolov7_d6": "p6", "yolov7_e6e": "p6",

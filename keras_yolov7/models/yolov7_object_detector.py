@@ -558,6 +558,11 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
         `keras_yolov7.evaluation.evaluate_model`)."""
         return keras.Model.evaluate(self, x, y, batch_size=batch_size, **kwargs)
 
+    # The batch methods are keras.Model's too, for the same reason as fit and evaluate.
+    train_on_batch = keras.Model.train_on_batch
+    test_on_batch = keras.Model.test_on_batch
+    predict_on_batch = keras.Model.predict_on_batch
+
     def _record_training_size(self, x):
         """Sets the preprocessor's network size to the size of the training batches."""
         shape = _image_shape_of(x)
