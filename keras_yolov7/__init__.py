@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 # TensorFlow-based (tf.data, export) and evaluation modules load on first use, so that importing the
 # package on the JAX or PyTorch backend does not pull TensorFlow in.
-_LAZY = ("data", "evaluation", "export")
+_LAZY = ("data", "evaluation", "export", "visualization")
 
 
 def __getattr__(name):

@@ -68,7 +68,6 @@ def add_parser(commands):
 
 def run(args):
     from keras_yolov7.cli import images as image_files
-    from keras_yolov7.cli.drawing import class_palette
     from keras_yolov7.cli.weights import inference_model
     from keras_yolov7.cli.weights import input_size
     from keras_yolov7.cli.weights import load_model
@@ -86,7 +85,7 @@ def run(args):
         multi_label=False,
     )
     names = model.class_names or [str(i) for i in range(model.num_classes)]
-    writer = _Writer(args, names, class_palette(model.num_classes), files)
+    writer = _Writer(args, names, files)
     batcher = _Batcher(model, args.batch, writer)
     model.preprocessor.image_size = (size, size)
     for index, path in enumerate(files):
@@ -152,11 +151,10 @@ class _Batcher:
 class _Writer:
     """Prints a line per image, saves the pictures and collects the JSON records."""
 
-    def __init__(self, args, names, colors, files):
+    def __init__(self, args, names, files):
         self.args = args
         self.run_dir = None  # created with the first result, so a run without images leaves none
         self.names = names
-        self.colors = colors
         self.total = len(files)
         self.output_names = _output_names(files)
         self.records = {}
@@ -164,8 +162,8 @@ class _Writer:
         self.skipped = 0
 
     def write(self, index, path, image, input_shape, detections, milliseconds):
-        from keras_yolov7.cli.drawing import draw_detections
         from keras_yolov7.cli.runs import new_run_directory
+        from keras_yolov7.visualization import draw_detections
 
         if self.run_dir is None:
             self.run_dir = new_run_directory(self.args.project, self.args.name, self.args.exist_ok)
@@ -183,12 +181,13 @@ class _Writer:
         if not self.args.no_save:
             picture = draw_detections(
                 image,
-                detections["boxes"],
-                detections["scores"],
-                detections["labels"],
-                self.names,
-                self.colors,
-                self.args.line_width,
+                {
+                    "boxes": detections["boxes"],
+                    "labels": detections["labels"],
+                    "confidence": detections["scores"],
+                },
+                class_names=self.names,
+                line_width=self.args.line_width,
             )
             picture.save(self.run_dir / self.output_names[index])
         self.records[index] = {
