@@ -326,6 +326,11 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
 
     def __call__(self, *args, **kwargs):
         images = args[0] if args else kwargs.get("inputs")
+        shape = getattr(images, "shape", None)
+        if shape is not None and (len(shape) != 4 or shape[-1] not in (3, None)):
+            raise ValueError(
+                f"images must have shape (batch, height, width, 3) (RGB), got {tuple(shape)}"
+            )
         if isinstance(images, np.ndarray) and images.dtype != np.uint8 and images.size:
             # Concrete pixels are checked here; traced tensors cannot be without a cost per call.
             from keras_yolov7.models.image_inputs import check_image
