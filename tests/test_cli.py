@@ -187,18 +187,22 @@ def test_run_directories_are_numbered(tmp_path):
 
 def test_weights_of_another_class_count_keep_all_but_the_class_outputs(checkpoint_pt):
     _, source = checkpoint_pt
-    model, copied, total = model_for_dataset(source, 5, list(SYNTHETIC_CLASS_NAMES))
+    model = model_for_dataset(source, 5, list(SYNTHETIC_CLASS_NAMES))
     assert model.num_classes == 5 and model.class_names == list(SYNTHETIC_CLASS_NAMES)
     # The lead head's 3 output convs (kernel, bias) and 3 implicit multipliers depend on the
-    # class count; every other weight is copied.
-    assert total - copied == 9
+    # class count: their box and objectness channels are copied, the class ones start fresh.
     sources = {w.path: keras.ops.convert_to_numpy(w) for w in source.weights}
+    per_anchor = 0
     for weight in model.weights:
         value = keras.ops.convert_to_numpy(weight)
         if sources[weight.path].shape == value.shape:
             np.testing.assert_array_equal(value, sources[weight.path], err_msg=weight.path)
         else:
             assert "lead_head" in weight.path
+            per_anchor += 1
+            old = sources[weight.path].reshape(sources[weight.path].shape[:-1] + (3, 8))
+            np.testing.assert_array_equal(value.reshape(value.shape[:-1] + (3, 10))[..., :5], old[..., :5])
+    assert per_anchor == 9
 
 
 def test_hyperparameters_from_files_and_pairs(tmp_path):
@@ -353,7 +357,7 @@ def test_inference_model_is_fused_xyxy_and_takes_any_size():
     )
     flexible = inference_model(model)
     assert flexible.fused and flexible.bounding_box_format == "xyxy"
-    assert flexible.image_size is None
+    assert flexible.image_size == (64, 64)  # the network size travels with the model
     images = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(flexible(images)[0]),

@@ -77,7 +77,7 @@ def test_batch_without_any_box_trains(data, adam_model):
 def test_non_finite_loss_stops_training(data, adam_model):
     images, targets, _ = data
     saved = adam_model.get_weights()
-    kernel = adam_model.get_layer("conv_0").conv.kernel
+    kernel = adam_model.backbone.get_layer("conv_0").conv.kernel
     kernel.assign(np.full(tuple(kernel.shape), np.nan, "float32"))
     try:
         with pytest.raises(NonFiniteLossError, match=r"the loss became nan at epoch 1, batch 1"):
@@ -154,9 +154,10 @@ def test_compile_picks_the_faster_train_step_for_the_device():
         assert model.jit_compile is False
 
 
-def test_compile_rejects_fused_models_and_foreign_losses():
-    with pytest.raises(ValueError, match="fused"):
-        small_model(fused=True).compile()
+def test_fit_rejects_fused_models_and_compile_foreign_losses(data):
+    images, targets, _ = data
+    with pytest.raises(ValueError, match=r"this detector is fused \(inference only\)"):
+        small_model(fused=True).fit(images, targets, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="loss must be 'auto' or a keras_yolov7.losses.YOLOv7Loss"):
         small_model().compile(loss="mse")
 
