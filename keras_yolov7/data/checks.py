@@ -234,12 +234,18 @@ def inspect_image(path):
         An `ImageInfo`.
 
     Raises:
-        BadImage: kind "missing image", "image path not a regular file", "unsupported image
-            format", "image too large" or "corrupt image".
+        BadImage: kind "missing image", "unreadable image file", "image path not a regular
+            file", "unsupported image format", "image too large" or "corrupt image".
     """
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise BadImage("image path not a regular file", shown(path))
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError, ValueError) as error:  # ValueError: a NUL
+        raise BadImage("missing image", shown(path)) from error
+    except OSError as error:
+        raise BadImage("unreadable image file", f"{shown(path)}: {error.strerror}") from error
+    if not stat.S_ISREG(mode):
+        raise BadImage("image path not a regular file", shown(path))
+    try:
         with Image.open(path) as image:
             if image.format not in DECODABLE_FORMATS:
                 raise BadImage(
@@ -260,8 +266,6 @@ def inspect_image(path):
             if image_format == "JPEG":
                 image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                 image.load()
-    except FileNotFoundError as error:
-        raise BadImage("missing image", shown(path)) from error
     except BadImage:
         raise
     except Image.DecompressionBombError as error:

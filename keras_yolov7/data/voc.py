@@ -67,8 +67,11 @@ def read_voc(root, split="train", class_names=None, allow_outside_root=False):
         if not allow_outside_root and not is_inside(xml_path, root):
             log.skip_image(OUTSIDE_ROOT, xml_path)
             continue
-        if not xml_path.is_file():
+        if not xml_path.exists():
             log.skip_image("missing annotation file", xml_path)
+            continue
+        if not xml_path.is_file():  # a folder, a FIFO (which would block), a device
+            log.skip_image("annotation path not a regular file", xml_path)
             continue
         try:
             entry = _parse_xml(xml_path, root, image_id, log)

@@ -139,8 +139,8 @@ def label_path_of(image_path):
 def _check_inside(location, top, allow_outside_root, what):
     if not allow_outside_root and not is_inside(location, top):
         raise ValueError(
-            f"{what} leads to {shown(location)}, outside the dataset root {shown(top)} (the "
-            "YAML's folder); move the YAML into the dataset, or allow it with "
+            f"{what} leads to {shown(os.path.normpath(location))}, outside the dataset root "
+            f"{shown(top)} (the YAML's folder); move the YAML into the dataset, or allow it with "
             "allow_outside_root=True (command line: --allow-outside-root)"
         )
 
