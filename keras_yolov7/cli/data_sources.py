@@ -55,8 +55,9 @@ def validation_source(data, val_data, val_split):
 
 
 def describe(dataset, name):
-    """One line about a dataset: images, boxes, classes, and the problems met reading it with
-    how many images and annotations they cost."""
+    """One line about a dataset: images, boxes, classes and, when reading it met problems, how
+    many images it skipped and annotations it dropped (the reader's logged warning lists the
+    problems by kind with an example file each)."""
     boxes = sum(len(record.labels) for record in dataset.records)
     negatives = sum(len(record.labels) == 0 for record in dataset.records)
     line = (
@@ -64,11 +65,10 @@ def describe(dataset, name):
         f"{dataset.num_classes} classes"
     )
     if dataset.problems:
-        found = ", ".join(f"{count} {problem}" for problem, count in dataset.problems.items())
         images = sum(dataset.skipped_images.values())
         annotations = sum(dataset.dropped_annotations.values())
         line += (
-            f"; input problems: {found} ({images} images skipped, {annotations} annotations "
-            "dropped)"
+            f"; {sum(dataset.problems.values())} input problems: {images} images skipped, "
+            f"{annotations} annotations dropped (listed above)"
         )
     return line

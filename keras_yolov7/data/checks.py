@@ -404,11 +404,12 @@ def clean_boxes(boxes, labels, width, height, num_classes, log, where):
 
 
 def finish(records, class_names, log, category_ids=None):
-    """Builds the `DetectionDataset`, reports the problems once, refuses an empty dataset."""
-    log.report()
+    """Builds the `DetectionDataset` and reports the problems once; refuses an empty dataset
+    with a ValueError that lists them (instead of the warning)."""
     if not records:
         details = log.summary() or "  (no images listed)"
         raise ValueError(f"no usable image in {log.source}; problems met:\n{details}")
+    log.report()
     return DetectionDataset(
         records=records,
         class_names=list(class_names),

@@ -653,6 +653,7 @@ def test_bad_input(case, tmp_path, caplog):
         assert "Traceback" not in message
         if case.name != "no usable image":  # that one lists the problems, one per line
             assert "\n" not in message, message
+        assert not caplog.records  # the error is the whole report
     else:
         dataset = read_dataset(target, case.split, allow_outside_root=case.allow_outside_root)
         survivors = {pathlib.Path(r.image_path).name: len(r.labels) for r in dataset.records}
@@ -740,7 +741,8 @@ def test_train_refuses_bad_data_in_one_line_and_writes_nothing(name, tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_train_prints_the_skips_once_then_refuses_bad_validation_data(tmp_path):
+def test_train_prints_the_skips_once_then_refuses_bad_validation_data(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="keras_yolov7.data")
     train = images_with(empty_jpg=b"", labels={"ok": ROW + "7 0.5 0.5 0.1 0.1\n", "empty": ROW})(
         tmp_path / "train"
     )
@@ -753,9 +755,12 @@ def test_train_prints_the_skips_once_then_refuses_bad_validation_data(tmp_path):
     assert_one_line_error(result, "train", "'images' is 1; expected a list")
     described = [line for line in result[1].splitlines() if line.startswith("train (")]
     assert described == [
-        f"train ({train}): 1 images (0 without boxes), 1 boxes, 2 classes; input problems: "
-        "1 corrupt image, 1 class id out of range (1 images skipped, 1 annotations dropped)"
+        f"train ({train}): 1 images (0 without boxes), 1 boxes, 2 classes; 2 input problems: "
+        "1 images skipped, 1 annotations dropped (listed above)"
     ]
+    (report,) = [record.getMessage() for record in caplog.records]
+    assert "2 input problems" in report
+    assert "corrupt image: 1 (e.g. " in report and "class id out of range: 1 (e.g. " in report
     assert snapshot(tmp_path) == before
 
 
