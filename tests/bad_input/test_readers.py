@@ -773,21 +773,13 @@ def test_allow_outside_root_flag_reaches_the_reader(tmp_path):
     assert_one_line_error(result, "train", "has no 'test' entry")
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    import keras_yolov7 as kyv7
-
-    path = tmp_path_factory.mktemp("weights") / "tiny.keras"
-    kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=2).save(path)
-    return path
-
-
 @pytest.mark.parametrize("name", ["coco annotations null", "yaml python object tag runs nothing"])
-def test_val_refuses_bad_data_in_one_line_and_writes_nothing(name, tiny_weights, tmp_path):
+def test_val_refuses_bad_data_in_one_line_and_writes_nothing(name, tmp_path):
+    """val reads the dataset before the weights: the data error comes first."""
     target = BY_NAME[name].build(tmp_path / "dataset")
     before = snapshot(tmp_path)
-    result = run_cli("val", "--weights", tiny_weights, "--data", target, "--split", "train",
-                     "--project", tmp_path / "runs")  # fmt: skip
+    result = run_cli("val", "--weights", tmp_path / "best.keras", "--data", target,
+                     "--split", "train", "--project", tmp_path / "runs")  # fmt: skip
     assert_one_line_error(result, "val", *CLI_CASES[name])
     assert snapshot(tmp_path) == before
     assert not (tmp_path / "pwned").exists()

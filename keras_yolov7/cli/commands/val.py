@@ -59,12 +59,13 @@ def run(args):
     from keras_yolov7.data import make_val_dataset
     from keras_yolov7.evaluation import evaluate_model
 
-    model = load_model(args.weights)
-    size = input_size(model, args.image_size)
+    # The dataset first: bad data is refused without the cost of loading (or converting) weights.
     dataset = data_sources.read_split(
         args.data, args.split, args.image_dir, args.allow_outside_root
     )
     print(data_sources.describe(dataset, f"{args.split} ({args.data})"))
+    model = load_model(args.weights)
+    size = input_size(model, args.image_size)
     check_num_classes(model, dataset, args.weights, args.data)
     run_dir = new_run_directory(args.project, args.name, args.exist_ok)
     write_args(run_dir / "args.yaml", args, image_size=size)
