@@ -32,6 +32,9 @@ logger = logging.getLogger("keras_yolov7.data")
 # Containers tf.io.decode_image reads. Anything else would fail inside the tf.data pipeline, so it
 # is rejected at read time.
 DECODABLE_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
+# PIL modes of the BMPs tf.io.decode_image reads correctly: it fails on 1- and 4-bit files and
+# reads an 8-bit palette file's indices as gray levels.
+_DECODABLE_BMP_MODES = ("L", "RGB", "RGBA")
 # Suffixes treated as images when listing a folder; the non-decodable ones are listed so that they
 # are reported ("unsupported image format") instead of silently skipped.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".mpo")
@@ -223,7 +226,8 @@ def inspect_image(path):
     JPEGs are decoded by PIL at 1/8 scale (libjpeg's DCT scaling still reads every entropy-coded
     segment, so truncated or corrupt data is caught at a small fraction of a full decode); PNG,
     BMP and GIF files are decoded by TensorFlow, the decoder the pipelines use (it reads fewer
-    BMP variants than PIL). Images larger than `PIL.Image.MAX_IMAGE_PIXELS` (89 million pixels
+    BMP variants than PIL: palette BMPs are refused, as TensorFlow would read their colour
+    indices as gray levels). Images larger than `PIL.Image.MAX_IMAGE_PIXELS` (89 million pixels
     unless changed) are refused before any pixel is decoded. This runs once per file when a
     dataset is read, so the tf.data pipeline never meets an undecodable file during training.
 
@@ -252,6 +256,12 @@ def inspect_image(path):
                     "unsupported image format",
                     f"{shown(path)} is {image.format}; expected one of "
                     f"{', '.join(DECODABLE_FORMATS)}",
+                )
+            if image.format == "BMP" and image.mode not in _DECODABLE_BMP_MODES:
+                raise BadImage(
+                    "unsupported image format",
+                    f"{shown(path)} is a {image.mode}-mode BMP; TensorFlow decodes 8-bit gray, "
+                    "24-bit and 32-bit BMPs only (palette colours would be read as gray levels)",
                 )
             width, height = image.size
             limit = Image.MAX_IMAGE_PIXELS or math.inf

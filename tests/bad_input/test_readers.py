@@ -75,6 +75,13 @@ def jpeg_declaring(width, height):
     return bytes(data)
 
 
+def bmp_16_bit(width=32, height=24):
+    """A 16-bit (5-5-5) BMP: PIL reads it as RGB, TensorFlow's decoder refuses it."""
+    pixels = b"\x1f\x00" * width * height  # rows of 64 bytes: no padding needed
+    header = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 16, 0, len(pixels), 0, 0, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 54 + len(pixels), 0, 0, 54) + header + pixels
+
+
 def fifo(path):
     os.mkfifo(path)
 
@@ -365,6 +372,13 @@ IMAGE_CASES = [
     Case("image 1-bit bmp tensorflow cannot decode",
          images_with(mono_bmp=encoded(Image.new("1", (32, 24)), "BMP")),
          records={"ok.jpg": 1}, skipped={"unsupported image format": 1}),
+    Case("image 16-bit bmp tensorflow cannot decode", images_with(deep_bmp=bmp_16_bit()),
+         records={"ok.jpg": 1}, skipped={"unsupported image format": 1}),
+    Case("image palette bmp tensorflow would read as gray",
+         images_with(palette_bmp=encoded(Image.new("RGB", (32, 24), (200, 10, 10)).quantize(8),
+                                         "BMP"),
+                     gray_bmp=encoded(Image.new("L", (32, 24), 90), "BMP")),
+         records={"ok.jpg": 1, "gray.bmp": 1}, skipped={"unsupported image format": 1}),
     Case("image tiff", images_with(scan_tif=encoded(Image.new("RGB", (32, 24)), "TIFF")),
          records={"ok.jpg": 1}, skipped={"unsupported image format": 1}),
     Case("image png named jpg", images_with(renamed_jpg=PNG),
