@@ -797,3 +797,21 @@ def test_val_refuses_bad_data_in_one_line_and_writes_nothing(name, tmp_path):
     assert_one_line_error(result, "val", *CLI_CASES[name])
     assert snapshot(tmp_path) == before
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("lr0: [0.01\n", "hyp.yaml is not valid YAML at line 2, column 1"),
+        ("lr0: !!python/object/apply:os.system ['echo SECRET']\n", "could not determine a"),
+        ("lr0: *anchor\n", "found undefined alias 'anchor'"),
+        ("- lr0\n", "expected a mapping of hyperparameters, got list"),
+    ],
+)
+def test_train_refuses_a_bad_hyperparameter_yaml_in_one_line(text, fragment, tmp_path):
+    write(tmp_path / "hyp.yaml", text)
+    before = snapshot(tmp_path)
+    result = run_cli("train", "--data", "synthetic", "--hyp", tmp_path / "hyp.yaml",
+                     "--project", tmp_path / "runs")  # fmt: skip
+    assert_one_line_error(result, "train", fragment)
+    assert snapshot(tmp_path) == before
