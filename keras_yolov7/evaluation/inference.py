@@ -154,7 +154,6 @@ def evaluate_model(
     plot_dir=None,
     num_plot_batches=3,
     coco_backend="auto",
-    annotation_file=None,
     detect_fn=None,
     results_file=None,
     **settings,
@@ -169,7 +168,7 @@ def evaluate_model(
         verbose: 0 silent, 1 progress bar, 2 also COCO's tables.
         plot_dir: optional folder for PR_curve.png, F1_curve.png, confusion_matrix.png and
             val_batch{i}.png (labels beside predictions of the first `num_plot_batches`).
-        coco_backend, annotation_file: see `evaluate_detections`.
+        coco_backend: see `evaluate_detections`.
         detect_fn: see `predict_dataset`.
         results_file: optional path; the detections are written there as COCO results JSON.
         **settings: `postprocess` keyword arguments; default `EVALUATION_SETTINGS`
@@ -190,7 +189,6 @@ def evaluate_model(
     result = evaluate_detections(
         dataset,
         detections,
-        annotation_file=annotation_file,
         results_file=results_file,
         coco_backend=coco_backend,
         verbose=verbose >= 2,

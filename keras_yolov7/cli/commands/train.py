@@ -79,6 +79,7 @@ def add_parser(commands):
         metavar="DIR",
         help="COCO JSON --val-data: its images folder (default: inferred)",
     )
+    arguments.add_allow_outside_root(data)
     data.add_argument(
         "--synthetic-images",
         nargs=2,
@@ -310,11 +311,16 @@ def _train(args, distribution):
             f"--batch {args.batch} does not split evenly over {distribution.num_replicas} "
             f"devices: use a multiple of {distribution.num_replicas} (--batch is the global batch)"
         ) from None
-    run_dir = new_run_directory(args.project, args.name, args.exist_ok)
+    # A dataset on disk is read (and refused) before anything is written; the synthetic one is
+    # written into the run directory.
+    run_dir = None
+    if args.data == "synthetic":
+        run_dir = new_run_directory(args.project, args.name, args.exist_ok)
+    train_set, val_set, data_paths = _read_data(args, run_dir, image_size)
+    run_dir = run_dir or new_run_directory(args.project, args.name, args.exist_ok)
     print(f"run directory: {run_dir}")
     for note in plan.notes:
         print(note)
-    train_set, val_set, data_paths = _read_data(args, run_dir, image_size)
     # Several replicas get equal shares of every batch: the last, incomplete one is dropped.
     drop_remainder = distribution.num_replicas > 1
     if drop_remainder and len(train_set) < args.batch:
@@ -430,7 +436,8 @@ def _resolve_preset(preset, source):
 
 
 def _read_data(args, run_dir, image_size):
-    """`(train DetectionDataset, val DetectionDataset or None, {name: path})`."""
+    """`(train DetectionDataset, val DetectionDataset or None, {name: path})`; `run_dir` is
+    where `--data synthetic` is written (None for a dataset on disk)."""
     from keras_yolov7.cli import data_sources
 
     if args.data == "synthetic":
@@ -453,7 +460,9 @@ def _read_data(args, run_dir, image_size):
             val_path, val_split = data_sources.validation_source(
                 args.data, args.val_data, args.val_split
             )
-    train_set = data_sources.read_split(train_path, train_split, train_images)
+    train_set = data_sources.read_split(
+        train_path, train_split, train_images, args.allow_outside_root
+    )
     print(data_sources.describe(train_set, f"train ({train_path})"))
     paths = {"train": train_path}
     if args.no_val:
@@ -465,7 +474,7 @@ def _read_data(args, run_dir, image_size):
         and str(val_path).endswith(".json")
     ):
         raise CLIError("--image-dir is given for the training JSON: give --val-image-dir too")
-    val_set = data_sources.read_split(val_path, val_split, val_images)
+    val_set = data_sources.read_split(val_path, val_split, val_images, args.allow_outside_root)
     print(data_sources.describe(val_set, f"val ({val_path})"))
     if list(val_set.class_names) != list(train_set.class_names):
         raise CLIError(
