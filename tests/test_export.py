@@ -61,7 +61,7 @@ def responsive(model):
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(1)
-    return responsive(kyv7.YOLOv7ObjectDetector(MICRO, num_classes=CLASSES))
+    return responsive(kyv7.YOLOv7ObjectDetector(kyv7.YOLOv7Backbone(MICRO), num_classes=CLASSES))
 
 
 @pytest.fixture(scope="module")

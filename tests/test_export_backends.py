@@ -38,7 +38,7 @@ TINY_NET = {
 
 @pytest.fixture(scope="module")
 def model():
-    return kyv7.YOLOv7ObjectDetector(TINY_NET, num_classes=2)
+    return kyv7.YOLOv7ObjectDetector(kyv7.YOLOv7Backbone(TINY_NET), num_classes=2)
 
 
 def test_fixed_size_model_is_fused_and_equal(model):

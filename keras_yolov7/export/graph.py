@@ -40,6 +40,9 @@ def nearest_upsample(x, size):
 def _delegate_friendly(operation):
     if isinstance(operation, keras.layers.UpSampling2D) and operation.interpolation == "nearest":
         return lambda x: nearest_upsample(x, operation.size)
+    if isinstance(operation, keras.Model):
+        # A nested functional model (the detector's backbone): replayed the same way.
+        return lambda x, **_: operation._run_through_graph(x, operation_fn=_delegate_friendly)
     return operation
 
 

@@ -80,7 +80,8 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
         _check_kwargs(kwargs, type(self).__name__)
         if not isinstance(backbone, YOLOv7Backbone):
             raise ValueError(
-                f"backbone must be a YOLOv7Backbone, got {type(backbone).__name__}"
+                f"backbone must be a YOLOv7Backbone, got {type(backbone).__name__} (for an "
+                "architecture name or dict use YOLOv7Backbone(architecture), or from_preset)"
             )
         if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -157,8 +158,12 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
 
     @property
     def image_size(self):
-        """`(height, width)` the model runs at (the preprocessor's network size), or None."""
-        return None if self.preprocessor is None else tuple(self.preprocessor.image_size)
+        """`(height, width)` the model runs at: the preprocessor's network size, else the
+        backbone's static input size, else None."""
+        if self.preprocessor is not None:
+            return tuple(self.preprocessor.image_size)
+        height, width = self.backbone.image_shape[:2]
+        return None if height is None or width is None else (height, width)
 
     # Presets ------------------------------------------------------------------------------------
 
