@@ -137,7 +137,7 @@ def training_log(path, rng, epochs=40):
                 0.5 + 0.25 * t + rng.normal(0, 0.02),
             ]
             lr = 0.001 + 0.009 * (1 + np.cos(np.pi * t)) / 2
-            writer.writerow([e, *losses, sum(losses), *metrics_row, lr])
+            writer.writerow([e + 1, *losses, sum(losses), *metrics_row, lr])
 
 
 def main():

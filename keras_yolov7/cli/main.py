@@ -1,21 +1,22 @@
-"""The `keras-yolov7` entry point: the parser, the backend switch and one-line error reports."""
+"""The `keras-yolov7` entry point: the parser, the backend switch and one-line error reports.
 
+Building the parser imports no Keras and no TensorFlow (`--help`, usage errors and `info`
+answer at once); a command imports the frameworks when it runs.
+"""
+
+import importlib
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
 from keras_yolov7.cli import arguments
-from keras_yolov7.cli.commands import convert
-from keras_yolov7.cli.commands import export
-from keras_yolov7.cli.commands import info
-from keras_yolov7.cli.commands import predict
-from keras_yolov7.cli.commands import preview
-from keras_yolov7.cli.commands import train
-from keras_yolov7.cli.commands import val
-from keras_yolov7.cli.errors import reported_errors
+from keras_yolov7.cli import quiet
 
-COMMANDS = (train, val, predict, export, convert, info, preview)
+COMMANDS = ("train", "val", "predict", "export", "convert", "info", "preview")
+# Commands that read only the configs: they run without importing Keras.
+WITHOUT_KERAS = ("info",)
 
 DESCRIPTION = """\
 YOLOv7 object detection for Keras 3 (TensorFlow, JAX, PyTorch).
@@ -23,6 +24,7 @@ YOLOv7 object detection for Keras 3 (TensorFlow, JAX, PyTorch).
 examples:
   keras-yolov7 train --data data.yaml --preset yolov7_tiny --epochs 100 --batch 16
   keras-yolov7 train --data synthetic --preset yolov7_tiny --image-size 256 --epochs 10
+  keras-yolov7 train --resume runs/train/exp
   keras-yolov7 val --weights runs/train/exp/weights/best.keras --data data.yaml
   keras-yolov7 predict --weights runs/train/exp/weights/best.keras --source images/ --save-json
   keras-yolov7 export --weights best.keras --format tflite --precision int8 --data data.yaml
@@ -31,8 +33,19 @@ examples:
 """
 
 
-def build_parser():
-    """The argument parser of every command (no Keras work is done to build it)."""
+def _command(name):
+    return importlib.import_module(f"keras_yolov7.cli.commands.{name}")
+
+
+def build_parser(command="all"):
+    """The argument parser (building it imports no Keras).
+
+    Args:
+        command: "all" builds every command's options; a command name only that one's and None
+            none (the others are listed with their one-line help): `main` parses with the
+            parser of the command named, so that building it imports only what that command's
+            options need.
+    """
     parser = arguments.Parser(
         prog="keras-yolov7",
         description=DESCRIPTION,
@@ -42,27 +55,35 @@ def build_parser():
         formatter_class=arguments.Formatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        command.add_parser(commands)
+    for name in COMMANDS:
+        module = _command(name)
+        if command in ("all", name):
+            module.add_parser(commands)
+        else:
+            commands.add_parser(name, help=module.HELP)
     return parser
 
 
 def _switch_backend(backend, argv, replace_process):
-    """Runs the command again under the requested backend when Keras is already on another one.
+    """Makes the command run on `backend`.
 
-    Keras reads KERAS_BACKEND once, when it is first imported, which has happened by the time
-    this module runs (the package imports Keras). From the command line the process is replaced
-    (`exec`); a call with an explicit `argv` (a Python caller) runs a child process instead.
+    Before Keras is imported (the command line) setting KERAS_BACKEND is enough. When Keras is
+    already imported on another backend (a Python caller), the command runs in a child process:
+    Keras reads KERAS_BACKEND once, when it is first imported.
 
     Returns:
-        None when the current backend is the requested one, else the child's exit code.
+        None when the command can run here, else the child's exit code.
     """
+    if backend is None:
+        return None
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = backend
+        return None
     import keras
 
-    if backend is None or keras.backend.backend() == backend:
+    if keras.backend.backend() == backend:
         return None
     env = dict(os.environ, KERAS_BACKEND=backend)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     root = str(pathlib.Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "keras_yolov7.cli", *argv]
@@ -74,24 +95,30 @@ def _switch_backend(backend, argv, replace_process):
 
 
 def main(argv=None):
-    """Runs one command; returns the exit code (0 success, 2 bad arguments or inputs).
+    """Runs one command; returns the exit code (0 success, 2 bad arguments or inputs, 130
+    interrupted by Ctrl-C or SIGTERM).
 
     Args:
         argv: the arguments after the program name; default `sys.argv[1:]`.
     """
+    quiet.set_environment()
     command_line = argv is None
-    argv = list(sys.argv[1:] if command_line else argv)
+    argv = [str(a) for a in (sys.argv[1:] if command_line else argv)]
+    command = argv[0] if argv and argv[0] in COMMANDS else None
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(command).parse_args(argv)
     except SystemExit as done:  # --help (0) or a usage error (2), already printed
         return done.code
+    args.argv = argv[1:]
     switched = _switch_backend(args.backend, argv, replace_process=command_line)
     if switched is not None:
         return switched
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        args.run(args)
-    except reported_errors() as error:
+        with _sigterm_as_interrupt(command_line):
+            if args.command not in WITHOUT_KERAS:
+                quiet.import_frameworks()
+            args.run(args)
+    except _reported_errors() as error:
         if os.environ.get("KERAS_YOLOV7_TRACEBACK"):
             raise
         print(f"keras-yolov7 {args.command}: error: {_one_line(error)}", file=sys.stderr)
@@ -100,6 +127,36 @@ def main(argv=None):
         print(f"keras-yolov7 {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+class _sigterm_as_interrupt:
+    """In the command line, SIGTERM (a `kill`, a job scheduler ending the job) stops the command
+    like Ctrl-C does: files being written are abandoned cleanly (the previous ones stay), instead
+    of the process vanishing mid-write."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.previous = None
+
+    def __enter__(self):
+        if self.enabled:
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+
+def _reported_errors():
+    from keras_yolov7.cli.errors import reported_errors
+
+    return reported_errors()
 
 
 def _one_line(error):

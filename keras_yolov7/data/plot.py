@@ -8,6 +8,7 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
+from keras_yolov7.files import atomic_path
 from keras_yolov7.visualization import class_palette
 
 
@@ -64,7 +65,8 @@ def plot_augmented_samples(
     sheet = Image.new("RGB", (columns * tile_size, rows * tile_size), (255, 255, 255))
     for i, tile in enumerate(tiles):
         sheet.paste(tile, ((i % columns) * tile_size, (i // columns) * tile_size))
-    sheet.save(path)
+    with atomic_path(path) as temporary:
+        sheet.save(temporary)
     return len(tiles)
 
 

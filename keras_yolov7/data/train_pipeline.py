@@ -6,11 +6,15 @@ pool is the main image of one sample, whose mosaic and mixup partners are drawn 
 pool, so each file is decoded once per epoch however many images a sample mixes. Each sample is
 then: a 4-image mosaic (or 9 with p 0.2; or with p 1 - mosaic one letterboxed image) -> random
 perspective -> the official box filter -> mixup with a second mosaic (Beta(8, 8)) -> HSV jitter ->
-flips -> boxes truncated/padded to max_boxes. Samples are shuffled across pools and batched.
+flips -> boxes truncated/padded to max_boxes. Samples are shuffled across a few pools and
+batched.
 
-Randomness is stateless: every draw is keyed on (an epoch key, the sample's position), and the
-epoch keys come from `tf.data.Dataset.random(seed)`, so the k-th pass over the dataset is the
-same in every run with the same seed, and different passes (epochs) differ.
+Randomness is stateless: every draw (the image order, the mosaic partners, each augmentation, the
+shuffle across pools) is keyed on (an epoch key, the sample's position). Given `epochs`, the
+dataset holds the epochs `initial_epoch .. epochs - 1` one after the other and the key of epoch
+`e` is a function of `(seed, e)` alone, so a run resumed at epoch `e` sees exactly the batches an
+uninterrupted run sees there. Without `epochs` the dataset is one epoch whose k-th pass draws the
+k-th key of `tf.data.Dataset.random(seed)`: the same in every run with the same seed.
 """
 
 import logging
@@ -39,8 +43,8 @@ from keras_yolov7.data.targets import pad_targets
 
 logger = logging.getLogger("keras_yolov7.data")
 
-# Samples waiting in the cross-pool shuffle buffer, in pools: a batch then mixes images of about
-# this many pools instead of repeating one pool's images.
+# Samples are shuffled in windows of this many pools: a batch then mixes images of about this
+# many pools instead of repeating one pool's images.
 _SHUFFLE_POOLS = 4
 
 
@@ -57,6 +61,8 @@ def make_train_dataset(
     stride=32,
     augment_layer=None,
     drop_remainder=False,
+    epochs=None,
+    initial_epoch=0,
 ):
     """Builds the augmented training `tf.data.Dataset` for `model.fit` (any Keras backend).
 
@@ -82,13 +88,20 @@ def make_train_dataset(
             "bounding_boxes": {"boxes": (B, M, 4), "labels": (B, M), "classes": (B, M)}}` ("classes"
             is KerasCV's name for the labels) and returns the same structure (dense padded with
             -1 or ragged).
-        drop_remainder: drop the last incomplete batch.
+        drop_remainder: drop the last incomplete batch of each epoch.
+        epochs: None: the dataset is one epoch, iterate it once per epoch (`fit(dataset,
+            epochs=...)`). An int: the dataset holds the epochs `initial_epoch .. epochs - 1`,
+            each drawn from `(seed, epoch)` alone; pass it to `fit(dataset, epochs=epochs,
+            initial_epoch=initial_epoch, steps_per_epoch=batches_per_epoch(...))`, which keeps
+            one iterator over it, to resume a run at `initial_epoch` exactly.
+        initial_epoch: the first epoch held when `epochs` is given.
 
     Returns:
         A `tf.data.Dataset` of `(images, {"boxes", "labels"})`: images `(B, S, S, 3)` uint8 RGB
         0..255 (the model rescales them), boxes `(B, M, 4)` float32 in `bounding_box_format`,
         labels `(B, M)` int32; padded rows are -1 in both. Its cardinality is
-        `len(dataset) / batch_size` batches (rounded as `drop_remainder` says).
+        `batches_per_epoch(len(dataset), batch_size, drop_remainder)` batches times the number
+        of epochs held.
     """
     if image_size % stride:
         raise ValueError(
@@ -107,28 +120,52 @@ def make_train_dataset(
     elif isinstance(augmentation, str):
         augmentation = AugmentationConfig.for_preset(augmentation)
     check_box_format(bounding_box_format)
+    if epochs is not None and not 0 <= initial_epoch < epochs:
+        raise ValueError(
+            f"initial_epoch must be in [0, epochs) = [0, {epochs}), got {initial_epoch}"
+        )
     table = RecordTable.from_dataset(dataset)
     sampler = _Sampler(table, image_size, max_boxes, augmentation, bounding_box_format)
 
     num_images = len(table)
-    samples = (
-        tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        .take(1)
-        .flat_map(_graph_only(lambda key: sampler.epoch(key, pool_size, shuffle)))
-        .map(_graph_only(sampler.sample), num_parallel_calls=tf.data.AUTOTUNE)
-        # An image that fails to decode mid-training (changed after the read-time check) is
-        # skipped by the decode stage, and the epoch is topped up from a second pass so the
-        # cardinality Keras relies on holds. Only when most files fail does the epoch come up
-        # short, and assert_cardinality then stops training with an error.
-        .repeat(2)
-        .take(num_images)
-        .apply(tf.data.experimental.assert_cardinality(num_images))
-    )
-    if shuffle:
-        samples = samples.shuffle(
-            _SHUFFLE_POOLS * pool_size, seed=seed, reshuffle_each_iteration=True
+    window = _SHUFFLE_POOLS * pool_size
+
+    def one_epoch(key):
+        samples = (
+            sampler.epoch(key, pool_size, shuffle)
+            .map(_graph_only(sampler.sample), num_parallel_calls=tf.data.AUTOTUNE)
+            # An image that fails to decode mid-training (changed after the read-time check) is
+            # skipped by the decode stage, and the epoch is topped up from a second pass so the
+            # cardinality Keras relies on holds. Only when most files fail does the epoch come
+            # up short, and assert_cardinality then stops training with an error.
+            .repeat(2)
+            .take(num_images)
+            .apply(tf.data.experimental.assert_cardinality(num_images))
         )
-    batches = samples.batch(batch_size, drop_remainder=drop_remainder)
+        if shuffle:
+            # Shuffled within windows of a few pools by a permutation keyed on the epoch (a
+            # shuffle buffer would draw from the global seed and mix the epochs' samples).
+            samples = (
+                samples.batch(window)
+                .enumerate()
+                .map(_graph_only(lambda index, batch: _permuted(batch, key, index)))
+                .unbatch()
+            )
+        return samples.batch(batch_size, drop_remainder=drop_remainder)
+
+    if epochs is None:
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        num_epochs = 1
+    else:
+        keys = tf.data.Dataset.range(initial_epoch, epochs).map(
+            _graph_only(lambda epoch: epoch_key(seed, epoch))
+        )
+        num_epochs = epochs - initial_epoch
+    batches = keys.flat_map(_graph_only(one_epoch)).apply(
+        tf.data.experimental.assert_cardinality(
+            num_epochs * batches_per_epoch(num_images, batch_size, drop_remainder)
+        )
+    )
     if augment_layer is not None:
         batches = batches.map(
             _graph_only(
@@ -137,6 +174,34 @@ def make_train_dataset(
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def batches_per_epoch(num_images, batch_size, drop_remainder=False):
+    """Batches in one epoch of `num_images` images (the `steps_per_epoch` of `fit`)."""
+    if drop_remainder:
+        return num_images // batch_size
+    return -(-num_images // batch_size)
+
+
+def epoch_key(seed, epoch):
+    """The key every random draw of epoch `epoch` derives from: a function of `(seed, epoch)`
+    alone (int64 scalar tensor)."""
+    return tf.random.stateless_uniform(
+        [],
+        seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]),
+        minval=None,
+        maxval=None,
+        dtype=tf.int64,
+    )
+
+
+def _permuted(samples, key, window_index):
+    """The samples of one shuffle window in an order drawn from `(key, window_index)`."""
+    count = tf.shape(samples[0])[0]
+    # Negative second halves: the epoch order uses -1 and the samples their positions (>= 0).
+    seed = tf.stack([key, -2 - tf.cast(window_index, tf.int64)])
+    order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=seed)
+    return tf.nest.map_structure(lambda values: tf.gather(values, order), samples)
 
 
 class _Sampler:

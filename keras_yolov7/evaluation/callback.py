@@ -12,7 +12,8 @@ class COCOEvaluationCallback(keras.callbacks.Callback):
     """Evaluates the model with COCO metrics every few epochs and keeps the best weights.
 
     The metrics go into the epoch logs under `prefix` (`val_mAP`, `val_mAP50`, `val_mAP75`,
-    `val_precision`, ...), so `History`, `CSVLogger`, `TensorBoard`, `EarlyStopping` and
+    `val_precision`, ..., and the validation losses `val_box_loss`, `val_obj_loss`,
+    `val_cls_loss`), so `History`, `CSVLogger`, `TensorBoard`, `EarlyStopping` and
     `ModelCheckpoint(monitor="val_mAP", mode="max")` see them. Keras passes one logs dict
     through the callbacks in list order: put this callback before the ones that read its
     metrics (`History` is always last).
@@ -33,6 +34,9 @@ class COCOEvaluationCallback(keras.callbacks.Callback):
         plot_dir: optional folder for the evaluation plots (overwritten at each evaluation).
         verbose: 0 silent, 1 progress bar and a summary line, 2 also COCO's tables.
         coco_backend: see `evaluate_detections`.
+        validation_loss: also compute the validation losses with the model's `detection_loss`
+            (box, obj, cls and aux terms of the same forward pass, as the official test.py
+            reports them during training); a model without one (fused) gets none.
         **settings: `postprocess` keyword arguments; default the official evaluation settings
             (conf 0.001, IoU 0.65, multi-label, 300 detections).
     """
@@ -49,6 +53,7 @@ class COCOEvaluationCallback(keras.callbacks.Callback):
         plot_dir=None,
         verbose=1,
         coco_backend="auto",
+        validation_loss=True,
         **settings,
     ):
         super().__init__()
@@ -68,19 +73,33 @@ class COCOEvaluationCallback(keras.callbacks.Callback):
         self.plot_dir = plot_dir
         self.verbose = verbose
         self.coco_backend = coco_backend
+        self.validation_loss = validation_loss
         self.settings = {**EVALUATION_SETTINGS, **settings}
         self.best = -math.inf
         self.best_epoch = None
         self.best_weights = None
         self.last_result = None
         self._detect_fn = None
+        self._loss = None
+        self._resumed_best = None
+
+    def resume_from(self, best, best_epoch):
+        """Continue a run whose best `monitor` so far is `best`, reached at `best_epoch`
+        (0-based): the next `fit` (with its `initial_epoch`) compares with it instead of
+        starting afresh."""
+        self._resumed_best = (float(best), None if best_epoch is None else int(best_epoch))
 
     def on_train_begin(self, logs=None):
-        self.best = -math.inf
-        self.best_epoch = None
+        self.best, self.best_epoch = self._resumed_best or (-math.inf, None)
         self.best_weights = None
+        self._compile()
+
+    def _compile(self):
         # Compiled once per training run: later evaluations reuse it with the current weights.
-        self._detect_fn = inference.compile_detect_function(self.model, **self.settings)
+        self._loss = getattr(self.model, "detection_loss", None) if self.validation_loss else None
+        self._detect_fn = inference.compile_detect_function(
+            self.model, loss=self._loss, **self.settings
+        )
 
     def _due(self, epoch):
         last = self.params.get("epochs") if self.params else None
@@ -90,7 +109,7 @@ class COCOEvaluationCallback(keras.callbacks.Callback):
         if not self._due(epoch):
             return
         if self._detect_fn is None:
-            self._detect_fn = inference.compile_detect_function(self.model, **self.settings)
+            self._compile()
         result = inference.evaluate_model(
             self.model,
             self.validation_data,
@@ -99,6 +118,7 @@ class COCOEvaluationCallback(keras.callbacks.Callback):
             plot_dir=self.plot_dir,
             coco_backend=self.coco_backend,
             detect_fn=self._detect_fn,
+            loss=self._loss,
         )
         self.last_result = result
         if self.monitor not in result:
@@ -123,11 +143,9 @@ class COCOEvaluationCallback(keras.callbacks.Callback):
             note = (
                 " (best)" if improved else f" (best {self.best:.4f} at epoch {self.best_epoch + 1})"
             )
-            print(
-                f"Epoch {epoch + 1}: {self.prefix}mAP {result['mAP']:.4f}, "
-                f"{self.prefix}mAP50 {result['mAP50']:.4f}, {self.prefix}{self.monitor} "
-                f"{current:.4f}{note}"
-            )
+            shown = ["mAP", "mAP50"] + ([self.monitor] if self.monitor not in ("mAP", "mAP50") else [])
+            values = ", ".join(f"{self.prefix}{name} {result[name]:.4f}" for name in shown)
+            print(f"Epoch {epoch + 1}: {values}{note}")
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:

@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from keras_yolov7.evaluation import metrics
+from keras_yolov7.files import write_text
 
 COCO_STAT_LINES = (
     ("Average Precision", "AP", "0.50:0.95", "all", 100),
@@ -207,8 +208,7 @@ def evaluate_detections(
     """
     results = detections_to_coco(dataset, detections)
     if results_file is not None:
-        with open(results_file, "w") as f:
-            json.dump(results, f)
+        write_text(results_file, json.dumps(results))
 
     coco_class, coco_eval_class = _coco_api(coco_backend)
     num_classes = dataset.num_classes

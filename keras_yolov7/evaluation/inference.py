@@ -10,20 +10,25 @@ from keras_yolov7.ops.postprocess import EVALUATION_SETTINGS
 from keras_yolov7.ops.postprocess import postprocess
 
 
-def compile_detect_function(model, **settings):
-    """`fn(images, scale, pad, original_size) -> detections dict`, compiled for the backend.
+def compile_detect_function(model, loss=None, **settings):
+    """`fn(images, scale, pad, original_size, boxes, labels) -> detections dict`, compiled for the
+    backend.
 
     The function calls `model(images, training=False)` and `postprocess` with `settings`
     (keyword arguments of `keras_yolov7.ops.postprocess`; boxes come back in xyxy
-    original-image pixels). TensorFlow runs it as a `tf.function`, JAX under `jax.jit` (through
-    `model.stateless_call`), PyTorch eagerly without autograd: the backend-specific part of
-    evaluation, kept here.
+    original-image pixels). With a `loss` (a `YOLOv7Loss`, e.g. the training model's
+    `detection_loss`) the dict also holds the batch's validation losses `box_loss`, `obj_loss`,
+    `cls_loss` (and `aux_loss` with an auxiliary head) of the same forward pass, on the targets
+    `boxes` (letterboxed pixels, xyxy) and `labels`, as the official test.py reports them during
+    training; without one `boxes` and `labels` are unused. TensorFlow runs it as a
+    `tf.function`, JAX under `jax.jit` (through `model.stateless_call`), PyTorch eagerly without
+    autograd: the backend-specific part of evaluation, kept here.
     """
     settings = {**settings, "bounding_box_format": "xyxy"}
 
-    def detect(raw, scale, pad, original_size):
-        return postprocess(
-            raw,
+    def detect(raw, scale, pad, original_size, boxes, labels):
+        found = postprocess(
+            list(raw)[: len(model.strides)],
             model.anchors,
             model.strides,
             model.num_classes,
@@ -32,25 +37,30 @@ def compile_detect_function(model, **settings):
             original_size=original_size,
             **settings,
         )
+        if loss is not None:
+            parts = loss.compute_components({"boxes": boxes, "labels": labels}, raw)
+            for name in validation_loss_names(model):
+                found[name] = parts[name.removesuffix("_loss")]
+        return found
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         @tf.function(reduce_retracing=True)
-        def tf_forward(images, scale, pad, original_size):
-            return detect(model(images, training=False), scale, pad, original_size)
+        def tf_forward(images, scale, pad, original_size, boxes, labels):
+            return detect(model(images, training=False), scale, pad, original_size, boxes, labels)
 
         return tf_forward
     if backend == "jax":
         import jax
 
         @jax.jit
-        def jax_forward(trainable, non_trainable, images, scale, pad, original_size):
+        def jax_forward(trainable, non_trainable, images, scale, pad, original_size, boxes, labels):
             raw, _ = model.stateless_call(trainable, non_trainable, images, training=False)
-            return detect(raw, scale, pad, original_size)
+            return detect(raw, scale, pad, original_size, boxes, labels)
 
-        def call_jax(images, scale, pad, original_size):
+        def call_jax(images, scale, pad, original_size, boxes, labels):
             return jax_forward(
                 [v.value for v in model.trainable_variables],
                 [v.value for v in model.non_trainable_variables],
@@ -58,18 +68,28 @@ def compile_detect_function(model, **settings):
                 scale,
                 pad,
                 original_size,
+                boxes,
+                labels,
             )
 
         return call_jax
     if backend == "torch":
         import torch
 
-        def torch_forward(images, scale, pad, original_size):
+        def torch_forward(images, scale, pad, original_size, boxes, labels):
             with torch.no_grad():
-                return detect(model(images, training=False), scale, pad, original_size)
+                raw = model(images, training=False)
+                return detect(raw, scale, pad, original_size, boxes, labels)
 
         return torch_forward
     raise ValueError(f"unsupported Keras backend {backend!r}")
+
+
+def validation_loss_names(model):
+    """The validation loss terms of a training-form detector, in results order: `box_loss`,
+    `obj_loss`, `cls_loss` and, with an auxiliary head, `aux_loss`."""
+    names = ["box_loss", "obj_loss", "cls_loss"]
+    return names + ["aux_loss"] if getattr(model, "has_auxiliary_head", False) else names
 
 
 def _numpy_batches(data):
@@ -89,11 +109,12 @@ def _num_batches(data):
 
 
 def _check_targets(targets):
-    missing = [k for k in ("image_id", "scale", "pad", "original_size") if k not in targets]
+    needed = ("boxes", "labels", "image_id", "scale", "pad", "original_size")
+    missing = [k for k in needed if k not in targets]
     if missing:
         raise ValueError(
             f"validation targets lack {missing}; expected the validation pipeline's targets "
-            "with image_id, scale, pad and original_size per image"
+            "with boxes, labels, image_id, scale, pad and original_size per image"
         )
 
 
@@ -128,6 +149,8 @@ def predict_dataset(model, data, verbose=1, detect_fn=None, on_batch=None, **set
             targets["scale"].astype("float32"),
             targets["pad"].astype("float32"),
             targets["original_size"].astype("int32"),
+            targets["boxes"].astype("float32"),
+            targets["labels"].astype("int32"),
         )
         out = {k: keras.ops.convert_to_numpy(v) for k, v in out.items()}
         if on_batch is not None:
@@ -156,6 +179,7 @@ def evaluate_model(
     coco_backend="auto",
     detect_fn=None,
     results_file=None,
+    loss=None,
     **settings,
 ):
     """COCO metrics of a model on a validation set (the official test.py procedure).
@@ -169,23 +193,31 @@ def evaluate_model(
         plot_dir: optional folder for PR_curve.png, F1_curve.png, confusion_matrix.png and
             val_batch{i}.png (labels beside predictions of the first `num_plot_batches`).
         coco_backend: see `evaluate_detections`.
-        detect_fn: see `predict_dataset`.
+        detect_fn: see `predict_dataset` (made with `loss` for the validation losses).
         results_file: optional path; the detections are written there as COCO results JSON.
+        loss: optional `YOLOv7Loss` (the training model's `detection_loss`): the result also
+            holds the validation losses `box_loss`, `obj_loss`, `cls_loss` (and `aux_loss`),
+            means over the batches, as the official test.py reports them during training.
         **settings: `postprocess` keyword arguments; default `EVALUATION_SETTINGS`
             (conf 0.001, IoU 0.65, multi-label, 300 detections).
 
     Returns:
-        the dict of `evaluate_detections` (`mAP`, `mAP50`, `mAP75`, ...).
+        the dict of `evaluate_detections` (`mAP`, `mAP50`, `mAP75`, ...), with the validation
+        losses when `loss` is given.
     """
-    plotted = []
+    if detect_fn is None:
+        detect_fn = compile_detect_function(model, loss=loss, **{**EVALUATION_SETTINGS, **settings})
+    loss_names = validation_loss_names(model) if loss is not None else []
+    plotted, loss_sums, batches = [], dict.fromkeys(loss_names, 0.0), []
 
-    def keep_for_plots(step, images, targets, detections):
+    def keep(step, images, targets, detections):
         if plot_dir is not None and step < num_plot_batches:
             plotted.append((images, targets, detections))
+        for name in loss_names:
+            loss_sums[name] += float(detections[name])
+        batches.append(step)
 
-    detections = predict_dataset(
-        model, data, verbose=verbose, detect_fn=detect_fn, on_batch=keep_for_plots, **settings
-    )
+    detections = predict_dataset(model, data, verbose=verbose, detect_fn=detect_fn, on_batch=keep)
     result = evaluate_detections(
         dataset,
         detections,
@@ -194,6 +226,8 @@ def evaluate_model(
         verbose=verbose >= 2,
         plot_dir=plot_dir,
     )
+    for name in loss_names:
+        result[name] = loss_sums[name] / max(len(batches), 1)
     for step, (images, targets, detections) in enumerate(plotted):
         plot_batch(images, targets, detections, dataset.class_names, plot_dir, step)
     return result

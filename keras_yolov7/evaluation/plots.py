@@ -13,6 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from keras_yolov7.files import atomic_path
 from keras_yolov7.visualization import class_palette
 
 MAX_LEGEND_CLASSES = 10
@@ -31,7 +32,8 @@ def _figure(width, height, dpi):
 
 
 def _save(fig, path):
-    fig.savefig(path, dpi=fig.dpi, facecolor="white")
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=fig.dpi, facecolor="white")
 
 
 def _style_axes(ax, xlabel, ylabel, title):
@@ -331,15 +333,15 @@ def plot_results(csv_path, path, panel_inches=(3.6, 2.8), dpi=120):
     """Training curves from a results CSV, one panel per column (losses, metrics, rates).
 
     Args:
-        csv_path: CSV with an `epoch` column (0-based as Keras' CSVLogger writes it) and any
-            others; epochs without a value (NaN / "NA") are skipped in that panel.
+        csv_path: CSV with an `epoch` column (from 1, as a run's results.csv) and any others;
+            epochs without a value (NaN / "NA") are skipped in that panel.
         path: the PNG to write, `(columns * 3.6 * dpi)` x `(rows * 2.8 * dpi)` pixels with
             `results_grid(number of plotted columns)` rows and columns.
     """
     table = read_results_csv(csv_path)
     if "epoch" not in table:
         raise ValueError(f"{csv_path} has columns {sorted(table)}; expected an 'epoch' column")
-    epochs = table.pop("epoch") + 1
+    epochs = table.pop("epoch")
     names = [k for k in table if np.isfinite(table[k]).any()]
     if not names:
         raise ValueError(f"{csv_path} has no numeric column besides epoch")

@@ -132,7 +132,7 @@ class YOLOv7Loss(keras.losses.Loss):
         self.clip_boxes = bool(clip_boxes)
 
     @classmethod
-    def from_detector(cls, model, **kwargs):
+    def from_detector(cls, model, /, **kwargs):
         """The official loss of a `YOLOv7ObjectDetector`: its classes, anchors and strides, and the gains
         of its family (`model.family`: "tiny", "p5" or "p6"; see `OFFICIAL_GAINS`). Keyword
         arguments override any constructor argument."""

@@ -461,13 +461,13 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
             jit_compile: True / False, or "auto": Keras' choice (XLA on a TensorFlow GPU, jit on
                 JAX, eager on torch) except on the TensorFlow backend without a GPU, which runs
                 the train step as a TF graph without XLA (its oneDNN convolutions train about
-                1.8x faster than XLA's on CPU; see `keras_yolov7.training.devices`).
+                1.8x faster than XLA's on CPU; see `keras_yolov7.training.jit`).
             **kwargs: other `keras.Model.compile` arguments (`steps_per_execution`, ...).
 
         A fused (inference-only) detector is compiled for prediction only: `fit` refuses it.
         """
         from keras_yolov7.losses import YOLOv7Loss
-        from keras_yolov7.training.devices import default_jit_compile
+        from keras_yolov7.training.jit import default_jit_compile
 
         if isinstance(jit_compile, str) and jit_compile == "auto":
             jit_compile = default_jit_compile()

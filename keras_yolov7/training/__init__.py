@@ -21,8 +21,8 @@ from keras_yolov7.training.schedule import cosine_factor
 from keras_yolov7.training.schedule import is_update_iteration
 from keras_yolov7.training.schedule import official_lr_and_momentum
 from keras_yolov7.training.schedule import warmup_iterations
-from keras_yolov7.training.setup import PRESET_FAMILIES
-from keras_yolov7.training.setup import make_training_setup
+from keras_yolov7.training.recipe import PRESET_FAMILIES
+from keras_yolov7.training.recipe import make_training_setup
 
 __all__ = [
     "HYPERPARAMETERS",

@@ -79,6 +79,35 @@ class ModelEMA(keras.callbacks.Callback):
         self._check_started()
         return [ops.convert_to_numpy(shadow) for shadow in self._shadows]
 
+    def set_state(self, model, ema_weights, updates):
+        """Continue an average saved earlier (a resumed run) instead of starting one at the
+        next `fit`.
+
+        Args:
+            model: the model being trained (with its training weights in place).
+            ema_weights: arrays aligned with the model's floating-point weights in
+                `model.weights` order (what `ema_weights()` returned).
+            updates: the optimizer step count of the average (`updates`).
+        """
+        variables = [v for v in model.weights if keras.backend.is_float_dtype(v.dtype)]
+        if len(ema_weights) != len(variables):
+            raise ValueError(
+                f"the saved average holds {len(ema_weights)} weights but the model has "
+                f"{len(variables)} floating-point weights"
+            )
+        for variable, value in zip(variables, ema_weights):
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"the saved average of {variable.path} has shape {tuple(value.shape)}, the "
+                    f"model's weight {tuple(variable.shape)}"
+                )
+        self._sync_jax_state()
+        self._owner = model
+        self._variables = variables
+        self._shadows = [ops.convert_to_tensor(w, v.dtype) for w, v in zip(ema_weights, variables)]
+        self._training_weights = None
+        self._last_count = ops.convert_to_tensor(int(updates))
+
     def apply_ema_weights(self):
         """Put the EMA weights into the model, keeping the training weights aside (no-op if done)."""
         self._check_started()

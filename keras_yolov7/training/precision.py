@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_yolov7.training.devices import gpu_visible
+from keras_yolov7.training.jit import gpu_visible
 
 POLICIES = ("mixed_float16", "mixed_bfloat16", "float32")
 

@@ -6,10 +6,13 @@ from keras_yolov7.cli import arguments
 from keras_yolov7.cli.errors import CLIError
 
 
+HELP = "official YOLOv7 .pt checkpoint -> .keras model"
+
+
 def add_parser(commands):
     parser = commands.add_parser(
         "convert",
-        help="official YOLOv7 .pt checkpoint -> .keras model",
+        help=HELP,
         description="Convert an official YOLOv7 training checkpoint (yolov7.pt, yolov7-tiny.pt, "
         "...) to a .keras model, exactly: the preset, class count, anchors and class names come "
         "from the file. The file is read without torch and without running pickled code.",

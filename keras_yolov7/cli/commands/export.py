@@ -1,12 +1,7 @@
-"""`keras-yolov7 export`: SavedModel, TFLite (fp32 / fp16 / int8) or ONNX, verified."""
-
-import os
+"""`keras-yolov7 export`: SavedModel, TFLite (fp32 / fp16 / int8) or ONNX, verified
+(`keras_yolov7.engine.export`)."""
 
 from keras_yolov7.cli import arguments
-from keras_yolov7.cli.errors import CLIError
-from keras_yolov7.export.layout import FORMATS
-from keras_yolov7.export.layout import NMS_CHOICES
-from keras_yolov7.export.layout import QUANTIZATIONS
 
 EPILOG = """\
 examples:
@@ -21,10 +16,17 @@ before it is moved into place; the figures are printed. See docs/export.md for t
 """
 
 
+HELP = "export to SavedModel, TFLite (fp32/fp16/int8) or ONNX, verified"
+
+
 def add_parser(commands):
+    from keras_yolov7.export.layout import FORMATS
+    from keras_yolov7.export.layout import NMS_CHOICES
+    from keras_yolov7.export.layout import QUANTIZATIONS
+
     parser = commands.add_parser(
         "export",
-        help="export to SavedModel, TFLite (fp32/fp16/int8) or ONNX, verified",
+        help=HELP,
         description="Export the fused model with a static square input to SavedModel, TFLite "
         "or ONNX, verify it against the Keras model and print the figures, the ops and the file "
         "size. int8 is calibrated on --data images through the validation pipeline and its "
@@ -72,61 +74,24 @@ def add_parser(commands):
     parser.set_defaults(run=run)
 
 
-def default_output(weights, format, precision, nms):
-    """Beside the weights: `<stem>_<precision>[_<nms>].tflite`, `<stem>.onnx`,
-    `<stem>_saved_model`."""
-    stem = os.path.splitext(weights)[0]
-    if format == "tflite":
-        return f"{stem}_{precision}{'' if nms in (None, 'none') else '_' + nms}.tflite"
-    if format == "onnx":
-        return f"{stem}.onnx"
-    return f"{stem}_saved_model"
-
-
 def run(args):
-    from keras_yolov7.cli import data_sources
-    from keras_yolov7.cli.weights import check_num_classes
-    from keras_yolov7.cli.weights import input_size
-    from keras_yolov7.cli.weights import load_model
-    from keras_yolov7.export import export
+    from keras_yolov7 import engine
 
-    if args.precision != "fp32" and args.format != "tflite":
-        raise CLIError(
-            f"--precision {args.precision} is for TFLite; {args.format} exports are fp32"
-        )
-    if args.precision == "int8" and args.data is None:
-        raise CLIError("--precision int8 needs --data: calibration images from your dataset")
-    model = load_model(args.weights)
-    size = input_size(model, args.image_size)
-    output = args.output or default_output(args.weights, args.format, args.precision, args.nms)
-    options = {}
-    if args.data is not None:
-        from keras_yolov7.data import make_val_dataset
-
-        dataset = data_sources.read_split(
-            args.data, args.split, args.image_dir, args.allow_outside_root
-        )
-        print(data_sources.describe(dataset, f"{args.split} ({args.data})"))
-        check_num_classes(model, dataset, args.weights, args.data)
-        batches = make_val_dataset(
-            dataset, image_size=size, batch_size=16, stride=max(model.strides)
-        )
-        options["sample_images"] = batches.take(1)
-        if args.precision == "int8":
-            options.update(representative_data=batches, validation_data=(dataset, batches))
-    result = export(
-        model,
-        output,
+    result = engine.export(
+        args.weights,
         format=args.format,
-        image_size=size,
-        quantization=args.precision,
+        precision=args.precision,
         nms=args.nms,
-        num_calibration_images=args.num_calibration,
-        class_names=model.class_names,
-        max_detections=args.max_det,
-        score_threshold=args.conf,
-        iou_threshold=args.iou,
-        **options,
+        image_size=args.image_size,
+        output=args.output,
+        data=args.data,
+        split=args.split,
+        image_dir=args.image_dir,
+        allow_outside_root=args.allow_outside_root,
+        num_calibration=args.num_calibration,
+        conf=args.conf,
+        iou=args.iou,
+        max_det=args.max_det,
     )
     print_export(result)
 

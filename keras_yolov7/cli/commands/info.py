@@ -1,16 +1,21 @@
-"""`keras-yolov7 info`: the presets with their parameters and GFLOPs."""
+"""`keras-yolov7 info`: the presets with their parameters and GFLOPs, from the architectures'
+data (`keras_yolov7.models.complexity.preset_complexity`; no model is built, Keras is not
+imported)."""
 
 from keras_yolov7.cli import arguments
 from keras_yolov7.models.configs import ARCHITECTURES
 
 
+HELP = "table of the presets: parameters and GFLOPs"
+
+
 def add_parser(commands):
     parser = commands.add_parser(
         "info",
-        help="table of the presets: parameters and GFLOPs",
+        help=HELP,
         description="The seven YOLOv7 presets: training input size, detection levels, "
         "parameters (training and fused forms) and GFLOPs of the fused model at that size, "
-        "counted like the official model_info.",
+        "counted like the official model_info (from the architectures' data: no model is built).",
         formatter_class=arguments.Formatter,
     )
     parser.add_argument(
@@ -19,7 +24,7 @@ def add_parser(commands):
         choices=list(ARCHITECTURES),
         default=list(ARCHITECTURES),
         metavar="NAME",
-        help=f"presets to measure, among {', '.join(ARCHITECTURES)} (default: all)",
+        help=f"presets to show, among {', '.join(ARCHITECTURES)} (default: all)",
     )
     parser.add_argument(
         "--num-classes",
@@ -33,28 +38,24 @@ def add_parser(commands):
 
 
 def run(args):
-    import keras
+    from importlib import metadata
 
-    import keras_yolov7 as kyv7
-    from keras_yolov7.models.complexity import count_gflops
-    from keras_yolov7.models.complexity import count_parameters
+    import keras_yolov7
+    from keras_yolov7.models.complexity import preset_complexity
 
     print(
-        f"keras-yolov7 {kyv7.__version__}, keras {keras.__version__}, backend "
-        f"{keras.backend.backend()}, {args.num_classes} classes"
+        f"keras-yolov7 {keras_yolov7.__version__}, keras {metadata.version('keras')}, "
+        f"{args.num_classes} classes"
     )
-    # One row per preset as soon as it is measured (building the large presets takes seconds).
     print(
         f"{'preset':<12} {'input':>6} {'levels':>6} {'params (train)':>15} "
-        f"{'params (fused)':>15} {'GFLOPs (fused)':>15}",
-        flush=True,
+        f"{'params (fused)':>15} {'GFLOPs (fused)':>15}"
     )
     for preset in args.presets:
-        model = kyv7.YOLOv7ObjectDetector.from_preset(preset, num_classes=args.num_classes)
-        fused = model.get_fused()
-        size = kyv7.models.ARCHITECTURES[preset]["input_size"]
+        architecture = ARCHITECTURES[preset]
+        figures = preset_complexity(preset, args.num_classes)
         print(
-            f"{preset:<12} {size:>6} {model.num_levels:>6} {count_parameters(model):>15,} "
-            f"{count_parameters(fused):>15,} {count_gflops(fused, size):>15.1f}",
-            flush=True,
+            f"{preset:<12} {architecture['input_size']:>6} {len(architecture['strides']):>6} "
+            f"{figures['params_train']:>15,} {figures['params_fused']:>15,} "
+            f"{figures['gflops_fused']:>15.1f}"
         )

@@ -1,16 +1,16 @@
-"""`keras-yolov7 preview`: a picture of augmented training samples with their boxes."""
-
-import pathlib
+"""`keras-yolov7 preview`: a picture of augmented training samples with their boxes
+(`keras_yolov7.engine.preview`)."""
 
 from keras_yolov7.cli import arguments
-from keras_yolov7.cli.errors import CLIError
 from keras_yolov7.models.configs import ARCHITECTURES
+
+HELP = "picture of augmented training samples with their boxes"
 
 
 def add_parser(commands):
     parser = commands.add_parser(
         "preview",
-        help="picture of augmented training samples with their boxes",
+        help=HELP,
         description="Draw samples of the training pipeline (mosaic, mixup, perspective, HSV, "
         "flips of the preset's family) with their boxes and class names, to check labels and "
         "augmentations by eye before training; --no-augment shows the letterboxed images "
@@ -47,38 +47,18 @@ def add_parser(commands):
 
 
 def run(args):
-    from keras_yolov7.cli import data_sources
-    from keras_yolov7.data import make_train_dataset
-    from keras_yolov7.data import make_val_dataset
-    from keras_yolov7.data import plot_augmented_samples
+    from keras_yolov7 import engine
 
-    size = args.image_size or ARCHITECTURES[args.preset]["input_size"]
-    stride = max(ARCHITECTURES[args.preset]["strides"])
-    if size % stride:
-        raise CLIError(
-            f"--image-size {size} is not a multiple of {args.preset}'s largest stride {stride}"
-        )
-    output = pathlib.Path(
-        args.output or f"runs/preview/{pathlib.Path(args.data).stem}_{args.split}.png"
+    output, drawn = engine.preview(
+        args.data,
+        output=args.output,
+        split=args.split,
+        image_dir=args.image_dir,
+        allow_outside_root=args.allow_outside_root,
+        preset=args.preset,
+        image_size=args.image_size,
+        num_images=args.num_images,
+        seed=args.seed,
+        augment=not args.no_augment,
     )
-    if output.suffix.lower() != ".png":
-        raise CLIError(f"--output must be a .png file, got {str(output)!r}")
-    dataset = data_sources.read_split(
-        args.data, args.split, args.image_dir, args.allow_outside_root
-    )
-    print(data_sources.describe(dataset, f"{args.split} ({args.data})"))
-    batch = min(args.num_images, 16)
-    if args.no_augment:
-        samples = make_val_dataset(dataset, image_size=size, batch_size=batch, stride=stride)
-    else:
-        samples = make_train_dataset(
-            dataset,
-            image_size=size,
-            batch_size=batch,
-            augmentation=args.preset,
-            seed=args.seed,
-            stride=stride,
-        )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    drawn = plot_augmented_samples(samples, output, dataset.class_names, num_images=args.num_images)
     print(f"{drawn} samples drawn to {output}")

@@ -1,14 +1,14 @@
-"""`keras-yolov7 train`: the official YOLOv7 recipe on a dataset, into a run directory."""
+"""`keras-yolov7 train`: the official YOLOv7 recipe on a dataset, into a run directory
+(`keras_yolov7.engine.train`), or `--resume` an interrupted run (`keras_yolov7.engine.resume`)."""
 
 import argparse
-import dataclasses
-import math
-import os
+import pathlib
 
 from keras_yolov7.cli import arguments
 from keras_yolov7.cli.errors import CLIError
 from keras_yolov7.models.configs import ARCHITECTURES
 
+# As keras_yolov7.engine.train's (not imported here: building the parser imports no Keras).
 DEFAULT_PRESET = "yolov7"
 MIXED_PRECISION = ("auto", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTE = ("auto", "none", "data-parallel", "mirrored", "multi-worker")
@@ -22,29 +22,38 @@ examples:
   keras-yolov7 train --data data.yaml --hyp hyp.scratch.p5.yaml --hyp lr0=0.005 mosaic=0.5
   keras-yolov7 train --data data.yaml --preset yolov7 --batch 64 --devices 4 --sync-bn
   keras-yolov7 train --data data.yaml --preset yolov7 --batch 64 --devices gpu:0,gpu:1
+  keras-yolov7 train --resume runs/train/exp     (continue an interrupted run)
+  keras-yolov7 train --resume                    (the run under --project saved last)
 
 several devices (docs/distributed.md): --batch is the global batch, split evenly over them;
   TensorFlow uses tf.distribute.MirroredStrategy (one host), JAX keras.distribution.DataParallel
   (one host, or several with --distribute multi-worker); the torch backend trains on one device.
 
-run directory (PROJECT/NAME, numbered exp, exp2, ...):
+run directory (PROJECT/NAME, numbered exp, exp2, ...; every file written atomically):
   args.yaml           the arguments and the values they resolved to
-  train_batch.png     augmented training samples with their boxes (check the labels by eye)
-  results.csv         one row per epoch: losses, then val_mAP, val_mAP50, ... (NA between
-                      evaluations)
+  train_batch.png     the first training batch with its boxes (check the labels by eye)
+  results.csv         one row per epoch from 1: loss, box_loss, obj_loss, cls_loss, then
+                      val_box_loss, val_obj_loss, val_cls_loss, val_precision, val_recall,
+                      val_mAP50, val_mAP, ... (NA between evaluations), then lr_no_decay,
+                      lr_decay, lr_bias, momentum
   results.png         the curves of results.csv
   PR_curve.png, F1_curve.png, confusion_matrix.png, val_batch0-2.png
                       evaluation plots of the best weights
   weights/last.keras  the EMA weights after the last epoch
   weights/best.keras  the EMA weights of the best validation mAP@0.5:0.95
+  weights/training_state.npz
+                      what --resume continues from (raw and EMA weights, optimizer, epoch)
   data/               --data synthetic only: the generated dataset
 """
+
+
+HELP = "train on a dataset (YOLO data YAML, COCO JSON, Pascal VOC or synthetic)"
 
 
 def add_parser(commands):
     parser = commands.add_parser(
         "train",
-        help="train on a dataset (YOLO data YAML, COCO JSON, Pascal VOC or synthetic)",
+        help=HELP,
         description="Train a YOLOv7 detector with the official recipe: SGD with warmup, cosine "
         "schedule and gradient accumulation to a batch of 64, EMA weights, the lead-guided "
         "OTA loss and the mosaic / mixup / perspective / HSV / flip augmentations of the "
@@ -52,10 +61,24 @@ def add_parser(commands):
         epilog=EPILOG,
         formatter_class=arguments.Formatter,
     )
+    add_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def add_arguments(parser):
+    """The options of `train` (also parsed alone, to tell the given ones from the defaults)."""
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="RUN",
+        help="continue an interrupted run (RUN, or the run under --project whose state was saved "
+        "last) exactly where its last finished epoch left it, with its own arguments",
+    )
     data = parser.add_argument_group("data")
     data.add_argument(
         "--data",
-        required=True,
         metavar="PATH",
         help="training data: a data YAML (YOLO txt), a COCO JSON file, a Pascal VOC folder, a "
         "folder with annotations/instances_<split>*.json, or the word `synthetic` (a built-in "
@@ -184,382 +207,127 @@ def add_parser(commands):
     )
     arguments.add_run_directory(parser, "runs/train")
     arguments.add_backend(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args):
-    import keras
+    from keras_yolov7 import engine
 
-    from keras_yolov7.training import use_mixed_precision
-
-    # First: JAX's multi-host set-up (jax.distributed.initialize) must run before JAX computes.
-    distribution = _distribution(args)
-    previous_policy = keras.config.dtype_policy()
-    try:
-        if args.mixed_precision is not None:
-            policy = use_mixed_precision(
-                None if args.mixed_precision == "auto" else args.mixed_precision
-            )
-            print(f"mixed precision: {policy}")
-        with distribution.scope():
-            _train(args, distribution)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
-
-
-def _distribution(args):
-    """The `TrainingDistribution` of --distribute / --devices / --sync-bn, or a CLIError."""
-    import keras
-
-    from keras_yolov7.training import make_distribution
-
-    backend = keras.backend.backend()
-    engine_backends = {"data-parallel": "jax", "mirrored": "tensorflow"}
-    if backend == "torch" and args.distribute not in ("auto", "none"):
-        raise CLIError(
-            f"--distribute {args.distribute} is not available on the torch backend (Keras has no "
-            "multi-device trainer for torch): use --backend jax or tensorflow"
+    if args.resume is not None:
+        _check_resume_options(args)
+        result = engine.resume(
+            None if args.resume is True else args.resume, project=args.project
         )
-    needed = engine_backends.get(args.distribute)
-    if needed is not None and backend != needed:
-        other = "data-parallel" if backend == "jax" else "mirrored"
-        raise CLIError(
-            f"--distribute {args.distribute} needs the {needed} backend, but Keras runs on "
-            f"{backend}: use --distribute {other} (or --backend {needed})"
-        )
-    if args.sync_bn and args.distribute == "none":
-        raise CLIError("--sync-bn synchronises several replicas, but --distribute is none")
-    devices = args.devices
-    try:
-        distribution = make_distribution(args.distribute, devices, args.sync_bn)
-    except ValueError as error:
-        given = f"--distribute {args.distribute}"
-        if devices is not None:
-            given += f" --devices {_shown(devices)}"
-        raise CLIError(f"{given}: {error}") from None
-    if backend == "tensorflow" and args.jit and distribution.strategy == "mirrored":
-        raise CLIError(
-            "--jit: Keras leaves XLA off under tf.distribute (jit_compile='auto'), and XLA with "
-            f"--distribute {distribution.strategy} is not supported here; drop --jit or use "
-            "--backend jax (which always compiles)"
-        )
-    return distribution
-
-
-def _shown(devices):
-    return str(devices) if isinstance(devices, int) else ",".join(devices)
-
-
-@dataclasses.dataclass
-class _Plan:
-    """What the arguments resolve to, checked before anything is written."""
-
-    preset: str
-    image_size: int
-    stride: int
-    source: object  # the --weights model, or None
-    augmentation: object  # AugmentationConfig
-    optimizer_hyp: dict
-    loss_hyp: dict
-    notes: list
-
-
-def _plan(args):
-    from keras_yolov7.cli import hyperparameters
-    from keras_yolov7.data import AugmentationConfig
-
-    optimizer_hyp, loss_hyp, augmentation_hyp, notes = hyperparameters.route_hyperparameters(
-        hyperparameters.parse_hyperparameters(args.hyp)
-    )
-    if args.no_val and args.val_data is not None:
-        raise CLIError("--val-data and --no-val contradict each other")
-    for name, path in (("--data", args.data), ("--val-data", args.val_data)):
-        if path is not None and path != "synthetic" and not os.path.exists(path):
-            raise CLIError(f"{name} {path!r} does not exist")
-    source = _load_start_weights(args.weights)
-    preset = _resolve_preset(args.preset, source)
-    image_size = args.image_size or ARCHITECTURES[preset]["input_size"]
-    stride = max(ARCHITECTURES[preset]["strides"])
-    if image_size % stride:
-        raise CLIError(
-            f"--image-size {image_size} is not a multiple of {preset}'s largest stride {stride}; "
-            f"use e.g. {max(1, round(image_size / stride)) * stride}"
-        )
-    augmentation = dataclasses.replace(AugmentationConfig.for_preset(preset), **augmentation_hyp)
-    return _Plan(preset, image_size, stride, source, augmentation, optimizer_hyp, loss_hyp, notes)
-
-
-def _train(args, distribution):
-    import keras
-
-    from keras_yolov7.cli.hyperparameters import LOSS_KEYS
-    from keras_yolov7.cli.runs import new_run_directory
-    from keras_yolov7.cli.runs import write_args
-    from keras_yolov7.data import make_train_dataset
-    from keras_yolov7.data import plot_augmented_samples
-    from keras_yolov7.losses import YOLOv7Loss
-    from keras_yolov7.training import HYPERPARAMETERS
-    from keras_yolov7.training import PRESET_FAMILIES
-    from keras_yolov7.training import make_training_setup
-
-    plan = _plan(args)
-    preset, image_size, stride = plan.preset, plan.image_size, plan.stride
-    try:
-        distribution.per_replica_batch_size(args.batch)
-    except ValueError:
-        raise CLIError(
-            f"--batch {args.batch} does not split evenly over {distribution.num_replicas} "
-            f"devices: use a multiple of {distribution.num_replicas} (--batch is the global batch)"
-        ) from None
-    # A dataset on disk is read (and refused) before anything is written; the synthetic one is
-    # written into the run directory.
-    run_dir = None
-    if args.data == "synthetic":
-        run_dir = new_run_directory(args.project, args.name, args.exist_ok)
-    train_set, val_set, data_paths = _read_data(args, run_dir, image_size)
-    run_dir = run_dir or new_run_directory(args.project, args.name, args.exist_ok)
-    print(f"run directory: {run_dir}")
-    for note in plan.notes:
-        print(note)
-    # Several replicas get equal shares of every batch: the last, incomplete one is dropped.
-    drop_remainder = distribution.num_replicas > 1
-    if drop_remainder and len(train_set) < args.batch:
-        raise CLIError(
-            f"--batch {args.batch} is larger than the {len(train_set)} training images, and "
-            f"training on {distribution.num_replicas} devices uses whole batches only"
-        )
-    keras.utils.set_random_seed(args.seed)
-    model = distribution.prepare_model(
-        _build_model(preset, train_set, plan.source, args.weights, image_size)
-    )
-
-    def train_pipeline():
-        return make_train_dataset(
-            train_set,
-            image_size=image_size,
-            batch_size=args.batch,
-            max_boxes=args.max_boxes,
-            augmentation=plan.augmentation,
-            seed=args.seed,
-            stride=stride,
-            drop_remainder=drop_remainder,
-        )
-
-    # A pipeline of its own, so that drawing it leaves the training passes as they would be.
-    preview = run_dir / "train_batch.png"
-    plot_augmented_samples(
-        train_pipeline(), preview, model.class_names, num_images=min(16, len(train_set))
-    )
-    print(f"augmented samples: {preview}")
-    train_data = train_pipeline()
-    if drop_remainder:
-        steps = len(train_set) // args.batch
     else:
-        steps = math.ceil(len(train_set) / args.batch)
+        if args.data is None:
+            raise CLIError("--data is required (or --resume a run)")
+        result = engine.train(**_train_options(args))
+    _print_summary(result)
 
-    optimizer, recipe_callbacks = make_training_setup(
-        model,
+
+def _train_options(args):
+    """`engine.train`'s keyword arguments from the parsed options."""
+    from keras_yolov7.engine.hyperparameters import parse_hyperparameters
+
+    return dict(
+        data=args.data,
+        val_data=args.val_data,
+        preset=args.preset,
+        weights=args.weights,
         epochs=args.epochs,
-        steps_per_epoch=steps,
         batch_size=args.batch,
-        **plan.optimizer_hyp,
+        image_size=args.image_size,
+        seed=args.seed,
+        hyperparameters=parse_hyperparameters(args.hyp),
+        max_boxes=args.max_boxes,
+        train_split=args.train_split,
+        val_split=args.val_split,
+        image_dir=args.image_dir,
+        val_image_dir=args.val_image_dir,
+        allow_outside_root=args.allow_outside_root,
+        synthetic_images=tuple(args.synthetic_images),
+        validate=not args.no_val,
+        val_interval=args.val_interval,
+        mixed_precision=args.mixed_precision,
+        jit_compile=args.jit,
+        distribute=args.distribute,
+        devices=args.devices,
+        sync_bn=args.sync_bn,
+        project=args.project,
+        name=args.name,
+        exist_ok=args.exist_ok,
     )
-    loss = YOLOv7Loss.from_detector(model, **plan.loss_hyp)
-    model.compile(
-        optimizer=optimizer, loss=loss, jit_compile="auto" if args.jit is None else args.jit
-    )
-    write_args(
-        run_dir / "args.yaml",
-        args,
-        preset=preset,
-        image_size=image_size,
-        num_classes=model.num_classes,
-        class_names=list(model.class_names),
-        data_paths={k: str(v) for k, v in data_paths.items()},
-        hyperparameters={
-            **HYPERPARAMETERS[PRESET_FAMILIES[preset]],
-            **plan.optimizer_hyp,
-            **{key: getattr(loss, key) for key in LOSS_KEYS},
-        },
-        augmentation=dataclasses.asdict(plan.augmentation),
-        distribution={
-            "strategy": distribution.strategy,
-            "replicas": distribution.num_replicas,
-            "devices": list(distribution.devices),
-            "sync_bn": distribution.sync_batchnorm,
-        },
-    )
-    callbacks, evaluation, checkpoints = _callbacks(
-        args, run_dir, model, val_set, image_size, stride
-    )
-    print(
-        f"training {preset} ({model.num_classes} classes) at {image_size} px for {args.epochs} "
-        f"epochs of {steps} batches of {args.batch} on {keras.backend.backend()}, "
-        f"{distribution.describe()}"
-    )
-    # Recipe callbacks (ModelEMA) first: evaluation and checkpoints then see the EMA weights.
-    model.fit(
-        train_data,
-        epochs=args.epochs,
-        callbacks=recipe_callbacks + callbacks,
-        shuffle=False,  # the pipeline shuffles itself
-        verbose=1,
-    )
-    _finish(args, run_dir, model, val_set, image_size, stride, evaluation, checkpoints)
 
 
-def _load_start_weights(weights):
-    from keras_yolov7.cli.weights import load_model
+def _check_resume_options(args):
+    """With --resume the run's own arguments (RUN/args.yaml) are used: an option given besides
+    --project and --backend must agree with them, else a CLIError names the first that
+    differs."""
+    from keras_yolov7.engine.hyperparameters import AUGMENTATION_ALIASES
+    from keras_yolov7.engine.runs import latest_run
+    from keras_yolov7.engine.runs import plain
+    from keras_yolov7.engine.runs import read_args
 
-    if weights is None:
-        return None
-    source = load_model(weights)
-    if source.fused:
-        raise CLIError(
-            f"{weights} is a fused (inference-only) model; train from the training form (convert "
-            "without --fuse)"
-        )
-    if not isinstance(source.architecture, str) or source.architecture not in ARCHITECTURES:
-        raise CLIError(
-            f"{weights} has a custom architecture; the command line trains the presets "
-            f"{list(ARCHITECTURES)} (use the Python API for others)"
-        )
-    return source
-
-
-def _resolve_preset(preset, source):
-    if source is None:
-        return preset or DEFAULT_PRESET
-    if preset is not None and preset != source.architecture:
-        raise CLIError(f"--weights holds a {source.architecture} model but --preset is {preset}")
-    return source.architecture
-
-
-def _read_data(args, run_dir, image_size):
-    """`(train DetectionDataset, val DetectionDataset or None, {name: path})`; `run_dir` is
-    where `--data synthetic` is written (None for a dataset on disk)."""
-    from keras_yolov7.cli import data_sources
-
-    if args.data == "synthetic":
-        from keras_yolov7.datasets import write_synthetic_dataset
-
-        num_train, num_val = args.synthetic_images
-        written = write_synthetic_dataset(
-            run_dir / "data",
-            num_train=num_train,
-            num_val=0 if args.no_val else num_val,
-            image_size=image_size,
-            seed=args.seed,
-        )
-        train_path, train_split, train_images = written["train_annotations"], args.train_split, None
-        val_path, val_split, val_images = written["val_annotations"], args.val_split, None
-    else:
-        train_path, train_split, train_images = args.data, args.train_split, args.image_dir
-        val_path, val_split, val_images = None, args.val_split, args.val_image_dir
-        if not args.no_val:
-            val_path, val_split = data_sources.validation_source(
-                args.data, args.val_data, args.val_split
+    run_dir = latest_run(args.project) if args.resume is True else pathlib.Path(args.resume)
+    if run_dir is None or not (run_dir / "args.yaml").is_file():
+        return  # engine.resume names the problem
+    recorded = read_args(run_dir / "args.yaml")
+    recorded_hyp = {**recorded.get("hyperparameters", {}), **recorded.get("augmentation", {})}
+    options = _train_options(args)
+    for dest in sorted(_given_options(args.argv) - {"resume", "project", "backend"}):
+        key = OPTION_KEYS.get(dest, dest)
+        if key == "hyperparameters":
+            same = all(
+                recorded_hyp.get(AUGMENTATION_ALIASES.get(k, k)) == v
+                for k, v in options[key].items()
             )
-    train_set = data_sources.read_split(
-        train_path, train_split, train_images, args.allow_outside_root
+        else:
+            same = plain(options[key]) == plain(recorded.get(key))
+        if not same:
+            raise CLIError(
+                f"--resume continues {run_dir} with its own arguments, but "
+                f"--{dest.replace('_', '-')} differs from {run_dir / 'args.yaml'} ({key}: "
+                f"{plain(recorded.get(key, recorded_hyp))}): drop it, or start a new run"
+            )
+
+
+def _given_options(argv):
+    """The destinations of the train options given in `argv` (not left at their default)."""
+    parser = arguments.Parser(prog="keras-yolov7 train")
+    add_arguments(parser)
+    unset = object()
+    # Options that collect values (--hyp) need a list to extend; they are given when not empty.
+    namespace = argparse.Namespace(
+        **{
+            action.dest: None if isinstance(action, argparse._AppendAction) else unset
+            for action in parser._actions
+        }
     )
-    print(data_sources.describe(train_set, f"train ({train_path})"))
-    paths = {"train": train_path}
-    if args.no_val:
-        return train_set, None, paths
-    if (
-        val_images is None
-        and args.val_data is None
-        and args.image_dir
-        and str(val_path).endswith(".json")
-    ):
-        raise CLIError("--image-dir is given for the training JSON: give --val-image-dir too")
-    val_set = data_sources.read_split(val_path, val_split, val_images, args.allow_outside_root)
-    print(data_sources.describe(val_set, f"val ({val_path})"))
-    if list(val_set.class_names) != list(train_set.class_names):
-        raise CLIError(
-            f"the validation classes {val_set.class_names[:8]} differ from the training classes "
-            f"{train_set.class_names[:8]}"
-        )
-    paths["val"] = val_path
-    return train_set, val_set, paths
+    given = parser.parse_args(argv, namespace)
+    return {dest for dest, value in vars(given).items() if value is not unset and value is not None}
 
 
-def _build_model(preset, dataset, source, weights, image_size):
-    import keras_yolov7 as kyv7
-    from keras_yolov7.cli.weights import model_for_dataset
-
-    if source is None:
-        return kyv7.YOLOv7ObjectDetector.from_preset(
-            preset,
-            num_classes=dataset.num_classes,
-            class_names=dataset.class_names,
-            image_size=image_size,
-            name=preset,
-        )
-    model = model_for_dataset(source, dataset.num_classes, dataset.class_names)
-    model.preprocessor.image_size = (image_size, image_size)
-    note = ""
-    if source.num_classes != dataset.num_classes:
-        note = (
-            f"; {weights} has {source.num_classes} classes, the dataset {dataset.num_classes}: "
-            "the heads' class outputs start fresh"
-        )
-    print(f"starting from the weights of {weights}{note}")
-    return model
+# The args.yaml key of each option whose name differs.
+OPTION_KEYS = {
+    "batch": "batch_size",
+    "hyp": "hyperparameters",
+    "no_val": "validate",
+    "jit": "jit_compile",
+}
 
 
-def _callbacks(args, run_dir, model, val_set, image_size, stride):
-    import keras
-
-    from keras_yolov7.cli.checkpoints import RunCheckpoints
-    from keras_yolov7.data import make_val_dataset
-    from keras_yolov7.evaluation import COCOEvaluationCallback
-
-    evaluation = None
-    callbacks = []
-    if val_set is not None:
-        val_data = make_val_dataset(
-            val_set, image_size=image_size, batch_size=args.batch, stride=stride
-        )
-        evaluation = COCOEvaluationCallback(
-            val_data,
-            val_set,
-            interval=args.val_interval,
-            restore_best_weights=True,
-            plot_dir=str(run_dir),
-        )
-        callbacks.append(evaluation)
-    checkpoints = RunCheckpoints(run_dir / "weights", evaluation)
-    callbacks += [checkpoints, keras.callbacks.CSVLogger(str(run_dir / "results.csv"))]
-    return callbacks, evaluation, checkpoints
-
-
-def _finish(args, run_dir, model, val_set, image_size, stride, evaluation, checkpoints):
+def _print_summary(result):
     from keras_yolov7.cli.reports import print_evaluation
-    from keras_yolov7.evaluation import evaluate_model
-    from keras_yolov7.evaluation.plots import plot_results
 
-    plot_results(str(run_dir / "results.csv"), str(run_dir / "results.png"))
-    if evaluation is not None:
-        result = evaluation.last_result
-        last_evaluated = args.epochs - 1
-        if evaluation.best_epoch != last_evaluated:
-            # The plots in the run directory are of the last evaluation: redo them for the best
-            # weights, which the model holds again (restore_best_weights).
-            from keras_yolov7.data import make_val_dataset
-
-            print(f"evaluating the best weights (epoch {evaluation.best_epoch + 1})")
-            val_data = make_val_dataset(
-                val_set, image_size=image_size, batch_size=args.batch, stride=stride
-            )
-            result = evaluate_model(model, val_data, val_set, plot_dir=str(run_dir))
-        print(f"best weights: epoch {evaluation.best_epoch + 1} of {args.epochs}")
-        print_evaluation(result, val_set.class_names)
+    run_dir = result.run_dir
+    weights = run_dir / "weights"
+    if result.evaluation is not None:
+        print(f"best weights: epoch {result.best_epoch} of {len(result.rows)}")
+        print_evaluation(result.evaluation, result.model.class_names)
     print(f"results saved to {run_dir}")
-    print(f"  weights:  {checkpoints.last}" + (f", {checkpoints.best}" if evaluation else ""))
+    best = f", {weights / 'best.keras'}" if result.evaluation is not None else ""
+    print(f"  weights:  {weights / 'last.keras'}{best}")
     print(f"  curves:   {run_dir / 'results.csv'}, {run_dir / 'results.png'}")
-    if evaluation is not None:
+    if result.evaluation is not None:
         print(
             f"  plots:    {run_dir}/PR_curve.png, F1_curve.png, confusion_matrix.png, "
             "val_batch*.png"

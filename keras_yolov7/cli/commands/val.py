@@ -1,4 +1,5 @@
-"""`keras-yolov7 val`: COCO mAP of a model on a dataset, with the per-class table and plots."""
+"""`keras-yolov7 val`: COCO mAP of a model on a dataset, with the per-class table and plots
+(`keras_yolov7.engine.evaluate`)."""
 
 import argparse
 
@@ -14,10 +15,13 @@ val_batch0-2.png (labels beside predictions), predictions.json (--save-json, COC
 """
 
 
+HELP = "evaluate a model: COCO mAP, per-class table, plots"
+
+
 def add_parser(commands):
     parser = commands.add_parser(
         "val",
-        help="evaluate a model: COCO mAP, per-class table, plots",
+        help=HELP,
         description="Evaluate a model on a dataset split the way the official test.py does: "
         "letterboxed images, class-aware NMS at a low threshold (multi-label), COCO box metrics "
         "on the original image pixels.",
@@ -48,44 +52,27 @@ def add_parser(commands):
 
 
 def run(args):
-    from keras_yolov7.cli import data_sources
+    from keras_yolov7 import engine
     from keras_yolov7.cli.reports import print_evaluation
-    from keras_yolov7.cli.runs import new_run_directory
-    from keras_yolov7.cli.runs import write_args
-    from keras_yolov7.cli.weights import check_num_classes
-    from keras_yolov7.cli.weights import inference_model
-    from keras_yolov7.cli.weights import input_size
-    from keras_yolov7.cli.weights import load_model
-    from keras_yolov7.data import make_val_dataset
-    from keras_yolov7.evaluation import evaluate_model
 
-    # The dataset first: bad data is refused without the cost of loading (or converting) weights.
-    dataset = data_sources.read_split(
-        args.data, args.split, args.image_dir, args.allow_outside_root
+    result = engine.evaluate(
+        args.weights,
+        args.data,
+        split=args.split,
+        image_dir=args.image_dir,
+        allow_outside_root=args.allow_outside_root,
+        image_size=args.image_size,
+        batch_size=args.batch,
+        conf=args.conf,
+        iou=args.iou,
+        max_det=args.max_det,
+        plots=args.plots,
+        save_json=args.save_json,
+        project=args.project,
+        name=args.name,
+        exist_ok=args.exist_ok,
     )
-    print(data_sources.describe(dataset, f"{args.split} ({args.data})"))
-    model = load_model(args.weights)
-    size = input_size(model, args.image_size)
-    check_num_classes(model, dataset, args.weights, args.data)
-    run_dir = new_run_directory(args.project, args.name, args.exist_ok)
-    write_args(run_dir / "args.yaml", args, image_size=size)
-    model = inference_model(model)
-    data = make_val_dataset(
-        dataset, image_size=size, batch_size=args.batch, stride=max(model.strides)
-    )
-    results_file = run_dir / "predictions.json" if args.save_json else None
-    print(f"evaluating {args.weights} at {size} px on {len(dataset)} images")
-    result = evaluate_model(
-        model,
-        data,
-        dataset,
-        plot_dir=str(run_dir) if args.plots else None,
-        results_file=None if results_file is None else str(results_file),
-        confidence_threshold=args.conf,
-        iou_threshold=args.iou,
-        max_detections=args.max_det,
-    )
-    print_evaluation(result, dataset.class_names)
-    print(f"results saved to {run_dir}")
-    if results_file is not None:
-        print(f"  detections: {results_file}")
+    print_evaluation(result.metrics, result.class_names)
+    print(f"results saved to {result.run_dir}")
+    if result.predictions is not None:
+        print(f"  detections: {result.predictions}")

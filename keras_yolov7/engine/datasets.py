@@ -1,12 +1,14 @@
-"""The --data argument: which files hold a split, read into a `DetectionDataset`."""
+"""Datasets given to the workflows: which files hold a split, read into a `DetectionDataset`;
+a one-line description; a fingerprint that tells whether two reads hold the same data."""
 
+import hashlib
 import pathlib
 
-from keras_yolov7.cli.errors import CLIError
+import numpy as np
 
 
 def read_split(data, split, image_dir=None, allow_outside_root=False):
-    """One split of a dataset given on the command line.
+    """One split of a dataset given by its path.
 
     Args:
         data: a data YAML (YOLO txt), a COCO JSON file (the file is the split), a Pascal VOC
@@ -23,12 +25,12 @@ def read_split(data, split, image_dir=None, allow_outside_root=False):
 
     path = pathlib.Path(data)
     if not path.exists():
-        raise CLIError(f"dataset {str(data)!r} does not exist")
+        raise FileNotFoundError(f"dataset {str(data)!r} does not exist")
     if image_dir is not None:
         if path.suffix.lower() != ".json":
-            raise CLIError(f"--image-dir is for a COCO JSON file; {data} is not a .json file")
+            raise ValueError(f"an image folder is for a COCO JSON file; {data} is not a .json file")
         if not pathlib.Path(image_dir).is_dir():
-            raise CLIError(f"image folder {str(image_dir)!r} does not exist")
+            raise FileNotFoundError(f"image folder {str(image_dir)!r} does not exist")
         return read_coco(path, image_dir, allow_outside_root=allow_outside_root)
     return read_dataset(path, split, allow_outside_root=allow_outside_root)
 
@@ -36,7 +38,7 @@ def read_split(data, split, image_dir=None, allow_outside_root=False):
 def validation_source(data, val_data, val_split):
     """Where `train` finds its validation set: `(path, split)`.
 
-    `--val-data` when given; for a COCO JSON training file the file of the same name with
+    `val_data` when given; for a COCO JSON training file the file of the same name with
     "train" replaced by "val" (instances_train2017.json -> instances_val2017.json); otherwise the
     `val_split` of the training dataset.
     """
@@ -47,14 +49,14 @@ def validation_source(data, val_data, val_split):
         sibling = path.with_name(path.name.replace("train", "val"))
         if sibling != path and sibling.is_file():
             return sibling, val_split
-        raise CLIError(
-            f"{data} is a COCO JSON file (one split): give the validation file with --val-data, "
+        raise ValueError(
+            f"{data} is a COCO JSON file (one split): give the validation file (--val-data), "
             "or train without validation (--no-val)"
         )
     return data, val_split
 
 
-def describe(dataset, name):
+def describe_dataset(dataset, name):
     """One line about a dataset: images, boxes, classes and, when reading it met problems, how
     many images it skipped and annotations it dropped (the reader's logged warning lists the
     problems by kind with an example file each)."""
@@ -72,3 +74,17 @@ def describe(dataset, name):
             f"{annotations} annotations dropped (listed above)"
         )
     return line
+
+
+def dataset_fingerprint(dataset):
+    """A hex digest of what a `DetectionDataset` holds: class names, and per image its file
+    name, size, boxes, labels and crowd flags. Two reads of the same files give the same
+    fingerprint; a changed label, box or image list changes it."""
+    digest = hashlib.sha256()
+    digest.update(repr(list(dataset.class_names)).encode())
+    for record in dataset.records:
+        digest.update(pathlib.Path(str(record.image_path)).name.encode())
+        digest.update(repr((int(record.width), int(record.height))).encode())
+        for array in (record.boxes, record.labels, record.crowd):
+            digest.update(memoryview(np.ascontiguousarray(array)).tobytes())
+    return digest.hexdigest()[:16]

@@ -1,10 +1,9 @@
-"""--hyp: training hyperparameters as in the official hyp.scratch.*.yaml, routed to the optimizer,
-the loss and the augmentations."""
+"""Training hyperparameters as in the official hyp.scratch.*.yaml (the CLI's --hyp), routed to the
+optimizer, the loss and the augmentations."""
 
 import dataclasses
 import pathlib
 
-from keras_yolov7.cli.errors import CLIError
 
 LOSS_KEYS = ("box", "obj", "cls", "anchor_t", "label_smoothing")
 # Official key names that differ from AugmentationConfig's.
@@ -24,7 +23,8 @@ NOT_IMPLEMENTED = {"paste_in": "needs instance masks"}
 
 
 def parse_hyperparameters(items):
-    """`--hyp` items (YAML files and KEY=VALUE pairs, later ones win) -> `{key: float}`."""
+    """Hyperparameter items (YAML files and KEY=VALUE pairs, later ones win, as `--hyp` takes
+    them) -> `{key: float}`."""
     from keras_yolov7.data.checks import read_yaml
     from keras_yolov7.data.checks import shown
     from keras_yolov7.data.checks import shown_value
@@ -36,21 +36,21 @@ def parse_hyperparameters(items):
             try:
                 values[key.strip()] = float(text)
             except ValueError:
-                raise CLIError(f"--hyp {item}: {text!r} is not a number") from None
+                raise ValueError(f"--hyp {item}: {text!r} is not a number") from None
             continue
         path = pathlib.Path(item)
         if not path.is_file():
-            raise CLIError(
+            raise ValueError(
                 f"--hyp {item}: expected KEY=VALUE or a YAML file, and no such file exists"
             )
         loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
-            raise CLIError(
+            raise ValueError(
                 f"--hyp {item}: expected a mapping of hyperparameters, got {type(loaded).__name__}"
             )
         for key, value in loaded.items():
             if not isinstance(value, (int, float)):
-                raise CLIError(
+                raise ValueError(
                     f"--hyp {item}: {shown(str(key))} is {shown_value(value)}, expected a number"
                 )
             values[str(key)] = float(value)
@@ -65,11 +65,11 @@ def route_hyperparameters(values):
     unused.
 
     Raises:
-        CLIError: an unknown key, or an official key this implementation lacks set to a value
+        ValueError: an unknown key, or an official key this implementation lacks set to a value
             other than the one that turns it off.
     """
     from keras_yolov7.data import AugmentationConfig
-    from keras_yolov7.training.setup import OVERRIDABLE
+    from keras_yolov7.training.recipe import OVERRIDABLE
 
     augmentation_fields = {field.name for field in dataclasses.fields(AugmentationConfig)}
     optimizer, loss, augmentation, notes = {}, {}, {}, []
@@ -85,7 +85,7 @@ def route_hyperparameters(values):
         elif key in NEUTRAL:
             neutral = NEUTRAL[key]
             if neutral is not None and value != neutral:
-                raise CLIError(
+                raise ValueError(
                     f"hyperparameter {key}={value:g} is not supported (only {neutral:g})"
                 )
         elif key in NOT_IMPLEMENTED:
@@ -94,5 +94,5 @@ def route_hyperparameters(values):
             known = sorted(
                 set(OVERRIDABLE) | set(LOSS_KEYS) | augmentation_fields | set(AUGMENTATION_ALIASES)
             )
-            raise CLIError(f"unknown hyperparameter {key!r}; expected one of {', '.join(known)}")
+            raise ValueError(f"unknown hyperparameter {key!r}; expected one of {', '.join(known)}")
     return optimizer, loss, augmentation, notes

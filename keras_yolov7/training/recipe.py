@@ -1,4 +1,5 @@
-"""make_training_setup: the official recipe for a model in one call (optimizer and callbacks)."""
+"""The official YOLOv7 training recipe in one call (`make_training_setup`): the optimizer with its
+parameter groups and schedule, and the EMA callback."""
 
 from keras_yolov7.models.configs import ARCHITECTURES
 from keras_yolov7.models.configs import family_of
@@ -6,6 +7,10 @@ from keras_yolov7.training.ema import ModelEMA
 from keras_yolov7.training.groups import parameter_groups
 from keras_yolov7.training.optimizer import YOLOv7SGD
 from keras_yolov7.training.schedule import HYPERPARAMETERS
+from keras_yolov7.training.schedule import MIN_WARMUP_ITERATIONS
+from keras_yolov7.training.schedule import NOMINAL_BATCH_SIZE
+from keras_yolov7.training.schedule import accumulation_steps
+from keras_yolov7.training.schedule import warmup_iterations
 
 PRESET_FAMILIES = {name: family_of(arch) for name, arch in ARCHITECTURES.items()}
 OVERRIDABLE = (
@@ -83,4 +88,55 @@ def _family_of(model):
     raise ValueError(
         f"cannot tell the hyperparameter family of model {model.name!r} (not a YOLOv7ObjectDetector): "
         "pass preset_family='p5', 'p6' or 'tiny'"
+    )
+
+
+# A run updates its weights fewer times per epoch than this, and the short-run advice says so.
+MIN_UPDATES_PER_EPOCH = 10
+
+
+def short_run_advice(epochs, steps_per_epoch, batch_size, **hyperparameters):
+    """One line saying how the official recipe fits a short run, or None when it fits.
+
+    The recipe is tuned for long runs on large datasets: it warms up for at least
+    `min_warmup_iterations` (1000) batches and sums gradients to a nominal batch of 64. On a
+    small dataset or a short run the warmup may cover most of the run, and the accumulation
+    leave few weight updates per epoch; the line names the overrides that fit the run: a warmup
+    of about a tenth of it, and a nominal batch that updates the weights at least
+    `MIN_UPDATES_PER_EPOCH` times an epoch.
+
+    Args:
+        epochs, steps_per_epoch, batch_size: the planned run (`batch_size` global).
+        **hyperparameters: the run's optimizer hyperparameters (`warmup_epochs`,
+            `min_warmup_iterations`, `nominal_batch_size`; the official values otherwise).
+
+    Returns:
+        A string, or None.
+    """
+    warmup_epochs = hyperparameters.get("warmup_epochs", HYPERPARAMETERS["p5"]["warmup_epochs"])
+    minimum = hyperparameters.get("min_warmup_iterations", MIN_WARMUP_ITERATIONS)
+    nominal = hyperparameters.get("nominal_batch_size", NOMINAL_BATCH_SIZE)
+    total = epochs * steps_per_epoch
+    warmup = warmup_iterations(steps_per_epoch, warmup_epochs, minimum)
+    accumulate = accumulation_steps(batch_size, nominal)
+    updates = steps_per_epoch / accumulate
+    problems, overrides = [], {}
+    if warmup > total / 2:
+        problems.append(f"the warmup lasts {warmup} batches of the {total} planned")
+        short = max(1, total // 10)
+        overrides["warmup_epochs"] = round(short / steps_per_epoch, 2)
+        overrides["min_warmup_iterations"] = short
+    if updates < MIN_UPDATES_PER_EPOCH:
+        problems.append(
+            f"gradients are summed over {accumulate} batches (nominal batch {nominal}), "
+            f"{updates:.3g} weight updates per epoch"
+        )
+        per_update = max(1, steps_per_epoch // MIN_UPDATES_PER_EPOCH)
+        overrides["nominal_batch_size"] = batch_size * per_update
+    if not problems:
+        return None
+    shown = " ".join(f"{key}={value:g}" for key, value in overrides.items())
+    return (
+        f"short run: {' and '.join(problems)}; the official recipe is tuned for long runs, "
+        f"consider the hyperparameters {shown} (--hyp {shown})"
     )

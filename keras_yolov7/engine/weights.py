@@ -1,12 +1,12 @@
-"""Weights files for the commands: loading `.keras` / `.pt` models, starting training from weights
-of another class count, the inference form, and saving without the optimizer."""
+"""Weights files for the workflows: loading `.keras` / `.pt` models, the inference form, the
+network size a model runs at, and saving a training model's weights as a plain float32 model."""
 
 import contextlib
 import os
 import warnings
 import zipfile
 
-from keras_yolov7.cli.errors import CLIError
+from keras_yolov7.files import atomic_path
 
 
 def load_model(path):
@@ -14,7 +14,8 @@ def load_model(path):
     checkpoint, by extension.
 
     Raises:
-        CLIError: the file is missing, has another extension, cannot be read as a model, or holds
+        FileNotFoundError: the file is missing.
+        ValueError: a folder, another extension, a file that cannot be read as a model, or
             another kind of model.
     """
     import keras
@@ -23,18 +24,18 @@ def load_model(path):
 
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise CLIError(f"weights file {path!r} does not exist")
+        raise FileNotFoundError(f"weights file {path!r} does not exist")
     if os.path.isdir(path):
-        raise CLIError(f"weights {path!r} is a folder; expected a .keras or .pt file")
+        raise ValueError(f"weights {path!r} is a folder; expected a .keras or .pt file")
     extension = os.path.splitext(path)[1].lower()
     if extension in (".pt", ".pth"):
         return kyv7.convert.load_torch_checkpoint(path)
     if extension != ".keras":
-        raise CLIError(
+        raise ValueError(
             f"weights must be a .keras model or an official .pt checkpoint, got {path!r}"
         )
     if not zipfile.is_zipfile(path):
-        raise CLIError(f"{path} is not a .keras model (a .keras file is a zip archive)")
+        raise ValueError(f"{path} is not a .keras model (a .keras file is a zip archive)")
     try:
         with warnings.catch_warnings():
             # Saved by `train` without an optimizer: nothing to compile, nothing to warn about.
@@ -42,16 +43,16 @@ def load_model(path):
             model = keras.models.load_model(path, compile=False)
     except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as error:
         if _saved_class_name(path) == "YOLOv7Detector":
-            raise CLIError(
+            raise ValueError(
                 f"{path} was saved by keras_yolov7 0.1 (class YOLOv7Detector), whose format this "
                 "version does not read: retrain, or convert the official .pt checkpoint again"
             ) from None
         message = " ".join(str(error).split())[:300]
-        raise CLIError(
+        raise ValueError(
             f"cannot load {path} as a Keras model ({type(error).__name__}: {message})"
         ) from None
     if not isinstance(model, kyv7.YOLOv7ObjectDetector):
-        raise CLIError(f"{path} holds a {type(model).__name__}, not a YOLOv7ObjectDetector")
+        raise ValueError(f"{path} holds a {type(model).__name__}, not a YOLOv7ObjectDetector")
     return model
 
 
@@ -70,18 +71,11 @@ def _saved_class_name(path):
 def check_num_classes(model, dataset, weights, data):
     """Refuses a model whose head predicts another number of classes than the dataset has."""
     if model.num_classes != dataset.num_classes:
-        raise CLIError(
+        raise ValueError(
             f"{weights} predicts {model.num_classes} classes but {data} has "
             f"{dataset.num_classes} ({', '.join(map(str, dataset.class_names[:8]))}"
             f"{', ...' if dataset.num_classes > 8 else ''}); use weights trained on this dataset"
         )
-
-
-def model_for_dataset(source, num_classes, class_names):
-    """A trainable model of `source`'s architecture for a dataset, starting from its weights:
-    every weight is kept; with another class count, the class outputs of the heads start fresh
-    (`YOLOv7ObjectDetector.with_classes`)."""
-    return source.with_classes(num_classes, list(class_names))
 
 
 def inference_model(model):
@@ -111,7 +105,8 @@ def float32_policy():
 
 class ModelSaver:
     """Saves a training model's current weights as a `.keras` model without optimizer state
-    (a third of the size), in float32, through one copy of the model built once."""
+    (a third of the size), in float32, through one copy of the model built once; each file is
+    written atomically (an interrupt leaves the previous file)."""
 
     def __init__(self, model):
         config = model.get_config()
@@ -121,12 +116,15 @@ class ModelSaver:
             self.copy = type(model).from_config(config)
         self.model = model
 
-    def save(self, path):
-        self.copy.set_weights(self.model.get_weights())
+    def save(self, path, weights=None):
+        """Writes the model with `weights` (arrays in `model.get_weights()` order; default the
+        model's current weights) to `path`."""
+        self.copy.set_weights(self.model.get_weights() if weights is None else weights)
         if self.model.preprocessor is not None:
             # The network size is recorded when training starts (fit), after this copy was made.
             self.copy.preprocessor.image_size = self.model.preprocessor.image_size
-        self.copy.save(path)
+        with atomic_path(path) as temporary:
+            self.copy.save(temporary)
 
 
 def input_size(model, requested=None):
@@ -141,8 +139,8 @@ def input_size(model, requested=None):
         size = resolve_architecture(model.architecture).get("input_size", 640)
     stride = max(model.strides)
     if size % stride:
-        raise CLIError(
-            f"--image-size {size} is not a multiple of the model's largest stride {stride}; use "
+        raise ValueError(
+            f"image size {size} is not a multiple of the model's largest stride {stride}; use "
             f"e.g. {max(1, round(size / stride)) * stride}"
         )
     return size

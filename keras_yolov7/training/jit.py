@@ -1,4 +1,4 @@
-"""What the training defaults depend on: whether a GPU is visible to the Keras backend."""
+"""The default `jit_compile` of training, which depends on whether a GPU is visible to the backend."""
 
 import keras
 
