@@ -19,11 +19,10 @@ from PIL import Image
 import keras_yolov7 as kyv7
 from keras_yolov7.cli import main
 from keras_yolov7.cli.errors import CLIError
-from keras_yolov7.cli.hyperparameters import parse_hyperparameters
-from keras_yolov7.cli.hyperparameters import route_hyperparameters
-from keras_yolov7.cli.runs import new_run_directory
-from keras_yolov7.cli.weights import inference_model
-from keras_yolov7.cli.weights import model_for_dataset
+from keras_yolov7.engine.hyperparameters import parse_hyperparameters
+from keras_yolov7.engine.hyperparameters import route_hyperparameters
+from keras_yolov7.engine.runs import new_run_directory
+from keras_yolov7.engine.weights import inference_model
 from keras_yolov7.datasets import SYNTHETIC_CLASS_NAMES
 from keras_yolov7.datasets import make_synthetic_arrays
 
@@ -187,7 +186,7 @@ def test_run_directories_are_numbered(tmp_path):
 
 def test_weights_of_another_class_count_keep_all_but_the_class_outputs(checkpoint_pt):
     _, source = checkpoint_pt
-    model = model_for_dataset(source, 5, list(SYNTHETIC_CLASS_NAMES))
+    model = source.with_classes(5, list(SYNTHETIC_CLASS_NAMES))
     assert model.num_classes == 5 and model.class_names == list(SYNTHETIC_CLASS_NAMES)
     # The lead head's 3 output convs (kernel, bias) and 3 implicit multipliers depend on the
     # class count: their box and objectness channels are copied, the class ones start fresh.
@@ -214,11 +213,11 @@ def test_hyperparameters_from_files_and_pairs(tmp_path):
     assert loss == {"box": 0.07}
     assert augmentation == {"flip_lr": 0.3, "mosaic": 0.5}
     assert len(notes) == 1 and "paste_in" in notes[0]
-    with pytest.raises(CLIError, match="cls_pw=2 is not supported"):
+    with pytest.raises(ValueError, match="cls_pw=2 is not supported"):
         route_hyperparameters({"cls_pw": 2.0})
-    with pytest.raises(CLIError, match="unknown hyperparameter 'lr'"):
+    with pytest.raises(ValueError, match="unknown hyperparameter 'lr'"):
         route_hyperparameters({"lr": 0.1})
-    with pytest.raises(CLIError, match="'fast' is not a number"):
+    with pytest.raises(ValueError, match="'fast' is not a number"):
         parse_hyperparameters(["lr0=fast"])
 
 

@@ -4,7 +4,9 @@ Building the parser imports no Keras and no TensorFlow (`--help`, usage errors a
 answer at once); a command imports the frameworks when it runs.
 """
 
+import contextlib
 import importlib
+import logging
 import os
 import pathlib
 import signal
@@ -114,7 +116,7 @@ def main(argv=None):
     if switched is not None:
         return switched
     try:
-        with _sigterm_as_interrupt(command_line):
+        with _sigterm_as_interrupt(command_line), _library_warnings_on_stderr():
             if args.command not in WITHOUT_KERAS:
                 quiet.import_frameworks()
             args.run(args)
@@ -151,6 +153,31 @@ class _sigterm_as_interrupt:
     @staticmethod
     def _raise(signum, frame):
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _library_warnings_on_stderr():
+    """The library's warnings (`logging.getLogger("keras_yolov7")`: a skipped file, a short
+    run, a run directory moved aside) as `warning: ...` lines on the current stderr."""
+    handler = _StderrHandler(logging.WARNING)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    library = logging.getLogger("keras_yolov7")
+    library.addHandler(handler)
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to `sys.stderr` as it is when a record comes (a caller may have redirected it)."""
+
+    def emit(self, record):
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging's own rule: a failed report never raises
+            self.handleError(record)
 
 
 def _reported_errors():

@@ -2,6 +2,7 @@
 (`keras_yolov7.engine.export`)."""
 
 from keras_yolov7.cli import arguments
+from keras_yolov7.cli.errors import CLIError
 
 EPILOG = """\
 examples:
@@ -77,6 +78,8 @@ def add_parser(commands):
 def run(args):
     from keras_yolov7 import engine
 
+    if args.precision == "int8" and args.data is None:
+        raise CLIError("--precision int8 needs --data: calibration images from your dataset")
     result = engine.export(
         args.weights,
         format=args.format,

@@ -45,7 +45,7 @@ def run(args):
 
     print(
         f"keras-yolov7 {keras_yolov7.__version__}, keras {metadata.version('keras')}, "
-        f"{args.num_classes} classes"
+        f"backend {_keras_backend()}, {args.num_classes} classes"
     )
     print(
         f"{'preset':<12} {'input':>6} {'levels':>6} {'params (train)':>15} "
@@ -59,3 +59,19 @@ def run(args):
             f"{figures['params_train']:>15,} {figures['params_fused']:>15,} "
             f"{figures['gflops_fused']:>15.1f}"
         )
+
+
+def _keras_backend():
+    """The backend Keras would load, found as Keras finds it (KERAS_BACKEND, else the "backend"
+    of $KERAS_HOME/keras.json, else tensorflow) without importing it."""
+    import json
+    import os
+
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json"), encoding="utf-8") as file:
+            return json.load(file).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
