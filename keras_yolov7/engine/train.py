@@ -541,6 +541,8 @@ class _Run:
     def _write_args(self):
         from keras_yolov7.training import HYPERPARAMETERS
         from keras_yolov7.training import PRESET_FAMILIES
+        from keras_yolov7.training.schedule import MIN_WARMUP_ITERATIONS
+        from keras_yolov7.training.schedule import NOMINAL_BATCH_SIZE
         from keras_yolov7.training.schedule import accumulation_steps
 
         config = self.config
@@ -550,6 +552,8 @@ class _Run:
             image_size=self.image_size,
             hyperparameters={
                 **HYPERPARAMETERS[PRESET_FAMILIES[self.preset]],
+                "min_warmup_iterations": MIN_WARMUP_ITERATIONS,
+                "nominal_batch_size": NOMINAL_BATCH_SIZE,
                 **self.optimizer_hyp,
                 **{key: getattr(self.loss, key) for key in _loss_keys()},
             },

@@ -1,0 +1,321 @@
+"""The engine's training runs: resume after a real interrupt, atomic run files, run directories,
+the short-run warning, readable logs and the errors of a bad resume.
+
+The runs are yolov7_tiny at 64 px on 12 synthetic images, 3 epochs of 3 batches, with gradients
+summed over 2 batches (nominal batch 8) so that an optimizer step spans the epoch boundary where
+the runs are interrupted: a resume that lost the accumulated gradients, the optimizer slots, the
+schedule position, the EMA or the data order would end with other weights.
+"""
+
+import concurrent.futures
+import contextlib
+import io
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from keras_yolov7 import engine
+from keras_yolov7.cli.main import main
+from keras_yolov7.engine.runs import new_run_directory
+from keras_yolov7.engine.training_state import STATE_FILE
+from keras_yolov7.engine.training_state import load_training_state
+from keras_yolov7.engine.training_state import save_training_state
+from keras_yolov7.engine.weights import ModelSaver
+from keras_yolov7.engine.weights import load_model
+from keras_yolov7.files import TEMPORARY_PREFIX
+from keras_yolov7.training.recipe import short_run_advice
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EPOCHS = 3
+HYP = {"nominal_batch_size": 8, "min_warmup_iterations": 2, "warmup_epochs": 0.5}
+OPTIONS = dict(
+    preset="yolov7_tiny",
+    image_size=64,
+    batch_size=4,
+    epochs=EPOCHS,
+    max_boxes=16,
+    synthetic_images=(12, 4),
+    hyperparameters=HYP,
+)
+CLI_OPTIONS = [
+    "--data", "synthetic", "--preset", "yolov7_tiny", "--image-size", "64", "--batch", "4",
+    "--epochs", str(EPOCHS), "--max-boxes", "16", "--synthetic-images", "12", "4",
+    "--hyp", *(f"{key}={value}" for key, value in HYP.items()),
+]  # fmt: skip
+# ANSI escapes, backspaces, carriage returns and other C0 controls but tab and newline.
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def cli_process(*argv):
+    """`keras-yolov7 argv` in a child process with pipes (not a terminal) for stdout/stderr."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.Popen(
+        [sys.executable, "-m", "keras_yolov7.cli", *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def interrupt_after_first_epoch(process, run_dir, signum, mid_write=False):
+    """Sends `signum` to `process` once epoch 1 is committed (its training state exists); with
+    `mid_write`, at the first temporary file written after that (epoch 2's last.keras) when the
+    poll catches one. Returns `(returncode, stdout, stderr)`."""
+    state = run_dir / "weights" / STATE_FILE
+    deadline = time.monotonic() + 600
+    while not state.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no epoch finished in 10 minutes"
+        time.sleep(0.01)
+    if mid_write:
+        stop = time.monotonic() + 30
+        while time.monotonic() < stop and process.poll() is None:
+            if any(p.name.startswith(TEMPORARY_PREFIX) for p in (run_dir / "weights").iterdir()):
+                break
+            time.sleep(0.002)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=600)
+    return process.returncode, out, err
+
+
+def files_of(run_dir):
+    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+
+
+def assert_same_weights(a, b, rtol):
+    weights_a, weights_b = load_model(a).get_weights(), load_model(b).get_weights()
+    assert len(weights_a) == len(weights_b)
+    for x, y in zip(weights_a, weights_b):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol)
+
+
+# How close a resumed run ends to the uninterrupted one. TensorFlow and JAX (XLA) on a CPU run
+# the same kernels in the same order: equal to float tolerance. Torch's CPU convolutions may pick
+# other algorithms in a new process, which moves the last bits of the sums.
+RTOL = {"tensorflow": 1e-5, "jax": 1e-5, "torch": 1e-4}[keras.backend.backend()]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The uninterrupted run (from Python) and two runs interrupted after epoch 1 in child
+    processes (SIGINT on the command line, SIGTERM at a write for the Python resume), run side by
+    side: `{"reference", "reference_log", "cli", "cli_interrupted", "python",
+    "python_interrupted"}`."""
+    project = tmp_path_factory.mktemp("runs")
+    cli = cli_process("train", *CLI_OPTIONS, "--project", project, "--name", "cli")
+    python = cli_process(
+        "train", *CLI_OPTIONS, "--no-val", "--project", project, "--name", "python"
+    )
+    # The interrupts are watched for in threads while this thread trains the reference run.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        cli_interrupted = pool.submit(
+            interrupt_after_first_epoch, cli, project / "cli", signal.SIGINT
+        )
+        python_interrupted = pool.submit(
+            interrupt_after_first_epoch, python, project / "python", signal.SIGTERM, True
+        )
+        log = io.StringIO()
+        with contextlib.redirect_stdout(log):
+            reference = engine.train("synthetic", project=project, name="reference", **OPTIONS)
+        return {
+            "reference": reference,
+            "reference_log": log.getvalue(),
+            "cli": project / "cli",
+            "cli_interrupted": cli_interrupted.result(),
+            "python": project / "python",
+            "python_interrupted": python_interrupted.result(),
+        }
+
+
+def test_cli_resume_after_sigint_ends_with_the_uninterrupted_weights(runs):
+    code, out, err = runs["cli_interrupted"]
+    assert code == 130, err
+    assert "interrupted: resume with `keras-yolov7 train --resume" in err
+    run_dir = runs["cli"]
+    stopped_at = load_training_state(run_dir / "weights" / STATE_FILE).epoch
+    assert 1 <= stopped_at < EPOCHS
+    resumed = subprocess.run(
+        [sys.executable, "-m", "keras_yolov7.cli", "train", "--resume", str(run_dir)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {run_dir} at epoch {stopped_at + 1} of {EPOCHS}" in resumed.stdout
+    reference = runs["reference"].run_dir
+    for name in ("last.keras", "best.keras"):
+        assert_same_weights(run_dir / "weights" / name, reference / "weights" / name, RTOL)
+    # The raw training weights and the optimizer's state (momentum, summed gradients, counters).
+    state = load_training_state(run_dir / "weights" / STATE_FILE)
+    expected = load_training_state(reference / "weights" / STATE_FILE)
+    assert (state.epoch, state.step, state.ema_updates) == (EPOCHS, 9, expected.ema_updates)
+    assert state.best_epoch == expected.best_epoch
+    for x, y in zip(
+        state.weights + state.optimizer_variables, expected.weights + expected.optimizer_variables
+    ):
+        np.testing.assert_allclose(x, y, rtol=RTOL, atol=RTOL)
+    # results.csv: one row per epoch from 1, the interrupted epochs' rows kept.
+    rows = (run_dir / "results.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["epoch", "1", "2", "3"]
+    assert rows[0] == (reference / "results.csv").read_text().splitlines()[0]
+    # Python and the command line write the same run directory.
+    assert files_of(run_dir) == files_of(reference)
+    # A log file reads line by line: no control characters, one line per epoch.
+    for text in (out, err, resumed.stdout, resumed.stderr, runs["reference_log"]):
+        assert not CONTROL.search(text), repr(CONTROL.search(text).group())
+    epoch_lines = [line for line in out.splitlines() + resumed.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epoch_lines] == [
+        f"epoch {e}/{EPOCHS}" for e in range(1, EPOCHS + 1)
+    ]
+
+
+def test_python_resume_after_sigterm_at_a_write_ends_with_the_uninterrupted_weights(runs):
+    code, _, err = runs["python_interrupted"]
+    assert code == 130, err
+    run_dir = runs["python"]
+    assert not [p for p in (run_dir / "weights").iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
+    load_model(run_dir / "weights" / "last.keras")  # the previous good file
+    result = engine.resume(run_dir, verbose=0)
+    assert result.run_dir == run_dir and [row["epoch"] for row in result.rows] == [1, 2, 3]
+    # Validation does not touch the training: the run without it ends where the one with it does.
+    assert_same_weights(
+        run_dir / "weights" / "last.keras", runs["reference"].run_dir / "weights" / "last.keras", RTOL
+    )
+
+
+def test_short_run_warning_names_the_overrides(runs, caplog):
+    # The reference run sums 2 batches per step: 1.5 weight updates per epoch.
+    advice = short_run_advice(EPOCHS, 3, 4, **HYP)
+    assert "1.5 weight updates per epoch" in advice and "nominal_batch_size=4" in advice
+    assert "warmup" not in advice  # 2 warmup batches of 9 planned
+    assert "the warmup lasts 1000 batches of the 30 planned" in short_run_advice(10, 3, 64)
+    assert short_run_advice(300, 1000, 64) is None
+    assert "short run:" in (runs["cli_interrupted"][2])
+
+
+def test_resume_refuses_a_finished_run(runs):
+    run_dir = runs["reference"].run_dir
+    with pytest.raises(ValueError, match=f"{run_dir} finished all {EPOCHS} epochs"):
+        engine.resume(run_dir)
+
+
+def copy_run(runs, tmp_path):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(runs["reference"].run_dir, run_dir)
+    state = load_training_state(run_dir / "weights" / STATE_FILE)
+    state.epoch = 1
+    save_training_state(run_dir / "weights" / STATE_FILE, state)
+    return run_dir, state
+
+
+def test_resume_refuses_another_runs_state(runs, tmp_path):
+    run_dir, state = copy_run(runs, tmp_path)
+    state.run["num_classes"] = 80
+    save_training_state(run_dir / "weights" / STATE_FILE, state)
+    with pytest.raises(ValueError, match=r"training_state.npz is of a run with num_classes 80 but .*args.yaml says 5"):
+        engine.resume(run_dir)
+
+
+def test_resume_refuses_an_older_state_format(runs, tmp_path):
+    run_dir, _ = copy_run(runs, tmp_path)
+    path = run_dir / "weights" / STATE_FILE
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    arrays["meta"] = np.frombuffer(
+        bytes(arrays["meta"]).replace(b'"format": 1', b'"format": 0'), np.uint8
+    )
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=f"{path} is a training state of format 0"):
+        engine.resume(run_dir)
+
+
+def test_resume_refuses_a_run_without_checkpoints(runs, tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(FileNotFoundError, match="args.yaml does not exist"):
+        engine.resume(tmp_path / "run")
+    shutil.copy(runs["reference"].run_dir / "args.yaml", tmp_path / "run" / "args.yaml")
+    with pytest.raises(FileNotFoundError, match="has no finished epoch to resume from"):
+        engine.resume(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="no run with weights/training_state.npz"):
+        engine.resume(project=tmp_path)
+
+
+def run_cli(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_resume_errors_are_one_line(runs, tmp_path):
+    run_dir = runs["reference"].run_dir
+    code, _, err = run_cli("train", "--resume", run_dir)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{run_dir} finished all {EPOCHS} epochs" in err
+    code, _, err = run_cli("train", "--resume", run_dir, "--preset", "yolov7")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--preset differs from" in err and "yolov7_tiny" in err
+    code, _, err = run_cli("train", "--resume", tmp_path)
+    assert code == 2 and "args.yaml does not exist" in err
+
+
+def test_an_interrupted_write_leaves_the_previous_checkpoint(runs, tmp_path, monkeypatch):
+    source = runs["reference"].run_dir / "weights" / "last.keras"
+    last = tmp_path / "last.keras"
+    shutil.copy(source, last)
+    model = runs["reference"].model
+    saver = ModelSaver(model)
+    real_save = type(saver.copy).save
+
+    def interrupted_save(self, path, *args, **kwargs):
+        real_save(self, path, *args, **kwargs)
+        with open(path, "r+b") as file:  # half the archive written, then Ctrl-C
+            file.truncate(os.path.getsize(path) // 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(saver.copy), "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        saver.save(last, [w * 0 for w in model.get_weights()])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.keras"]
+    assert_same_weights(last, source, 0)
+
+    state_path = runs["reference"].run_dir / "weights" / STATE_FILE
+    state = load_training_state(state_path)
+    copy = tmp_path / STATE_FILE
+    shutil.copy(state_path, copy)
+
+    def interrupted_savez(file, **arrays):
+        file.write(b"PK\x03\x04 half an archive")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted_savez)
+    with pytest.raises(KeyboardInterrupt):
+        save_training_state(copy, state)
+    monkeypatch.undo()
+    assert load_training_state(copy).step == state.step
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.keras", STATE_FILE]
+
+
+def test_exist_ok_moves_another_runs_files_aside_and_says_so(tmp_path, caplog):
+    taken = tmp_path / "exp"
+    (taken / "weights").mkdir(parents=True)
+    (taken / "weights" / "last.keras").write_text("another run")
+    with caplog.at_level("WARNING", logger="keras_yolov7"):
+        assert new_run_directory(tmp_path, "exp", exist_ok=True) == taken
+    assert list(taken.iterdir()) == []
+    assert (tmp_path / "exp2" / "weights" / "last.keras").read_text() == "another run"
+    assert f"{taken} held another run's files: moved them to {tmp_path / 'exp2'}" in caplog.text
+    # An empty directory is simply used.
+    assert new_run_directory(tmp_path, "exp", exist_ok=True) == taken
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "exp2"]
