@@ -460,7 +460,9 @@ class _Run:
 
         keras.utils.set_random_seed(self.config.seed)
         if state is not None:
-            model = keras.saving.deserialize_keras_object(state.model_config)
+            # The class the config names registers when `kyv7.models` is imported (which the
+            # command line does on first use).
+            model = kyv7.models.YOLOv7ObjectDetector.from_config(state.model_config["config"])
         elif self.source is None:
             model = kyv7.YOLOv7ObjectDetector.from_preset(
                 self.preset,

@@ -22,6 +22,10 @@ def load_model(path):
 
     import keras_yolov7 as kyv7
 
+    # Imported before reading the file: it registers the classes the file names (the command
+    # line loads the package's modules on first use).
+    from keras_yolov7.models import YOLOv7ObjectDetector
+
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"weights file {path!r} does not exist")
@@ -51,7 +55,7 @@ def load_model(path):
         raise ValueError(
             f"cannot load {path} as a Keras model ({type(error).__name__}: {message})"
         ) from None
-    if not isinstance(model, kyv7.YOLOv7ObjectDetector):
+    if not isinstance(model, YOLOv7ObjectDetector):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a YOLOv7ObjectDetector")
     return model
 
