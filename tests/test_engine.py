@@ -147,7 +147,7 @@ def test_resumes_after_real_interrupts_end_with_the_uninterrupted_weights(runs):
     second = interrupt_at_next_commit(
         cli_process("train", "--resume", run_dir), run_dir, signal.SIGTERM, mid_write=True
     )
-    assert second[0] == 130, second[2]
+    assert second[0] == 130, second
     assert f"resuming {run_dir} at epoch 2 of {EPOCHS}" in second[1]
     assert load_training_state(run_dir / "weights" / STATE_FILE).epoch == 2
     # Whatever was being written when the signal came, the previous files are whole.
