@@ -74,7 +74,10 @@ def interrupt_at_next_commit(process, run_dir, signum, mid_write=False):
     state = run_dir / "weights" / STATE_FILE
 
     def identity():  # a committed state is a new file renamed into place: a new inode
-        return state.stat().st_ino if state.exists() else None
+        if not state.exists():
+            return None
+        found = state.stat()
+        return found.st_ino, found.st_mtime_ns
 
     before = identity()
     deadline = time.monotonic() + 600
