@@ -33,11 +33,16 @@ def official_keys(preset):
     return read_keys(FIXTURES / "keys" / f"{OFFICIAL_NAMES[preset]}.training.txt")
 
 
+def shaped(keys):
+    """A state_dict of the listing's names and shapes that allocates nothing."""
+    return {name: np.broadcast_to(np.float32(0), shape) for name, shape in keys}
+
+
 @pytest.mark.parametrize("preset", list(OFFICIAL_NAMES))
 def test_layout_is_the_official_state_dict(preset):
     ours = [(t.name, tuple(t.shape)) for t in official_layout(preset, 80)]
     assert ours == official_keys(preset)
-    assert identify_preset(dict(official_keys(preset))) == preset
+    assert identify_preset(shaped(official_keys(preset))) == preset
 
 
 @pytest.mark.parametrize("preset", ["yolov7_tiny", "yolov7_w6"])

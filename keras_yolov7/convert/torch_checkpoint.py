@@ -60,6 +60,10 @@ class TorchCheckpointInfo:
         class_names: `Model.names` when present, else `None`.
         num_classes: `Model.nc`, else `model_yaml["nc"]`, else `None`.
         strides: `Model.stride` (pixels per output cell of each detection level), else `None`.
+        preset: the YOLOv7 preset the weights were recognised as (`load_torch_checkpoint`),
+            else `None`.
+        form: the official form read, "training", "deploy" or "deploy_fused"
+            (`load_torch_checkpoint`), else `None`.
     """
 
     path: str
@@ -74,6 +78,8 @@ class TorchCheckpointInfo:
     class_names: list = None
     num_classes: int = None
     strides: tuple = None
+    preset: str = None
+    form: str = None
 
 
 def read_torch_checkpoint(path, return_metadata=False):
