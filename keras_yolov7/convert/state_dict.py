@@ -311,11 +311,17 @@ def names_match(state_dict, layout):
 
 
 @functools.lru_cache(maxsize=None)
-def _preset_layout(preset, form):
-    # Names do not depend on the class count: a one-class model of the form is enough (kept
-    # without its variables).
-    layout = official_layout(preset, 1, form)
-    return tuple(dataclasses.replace(t, variable=None, value=None) for t in layout)
+def _preset_layouts(preset, fused):
+    """`{form: layout}` of the forms a one-class model of `preset` holds (names do not depend on
+    the class count), kept without the model's variables."""
+    from keras_yolov7.models.yolov7_detector import YOLOv7Detector
+
+    model = YOLOv7Detector(preset, num_classes=1, fused=fused)
+    forms = ("deploy_fused",) if fused else ("training", "deploy")
+    return {
+        form: tuple(dataclasses.replace(t, variable=None, value=None) for t in _layout(model, form)[0])
+        for form in forms
+    }
 
 
 def identify_preset(state_dict):
@@ -324,8 +330,10 @@ def identify_preset(state_dict):
         form = official_form(state_dict)
     except ValueError:
         return None
-    candidates = preset_candidates(state_dict)
-    return next((p for p in candidates if names_match(state_dict, _preset_layout(p, form))), None)
+    for preset in preset_candidates(state_dict):
+        if names_match(state_dict, _preset_layouts(preset, form == "deploy_fused")[form]):
+            return preset
+    return None
 
 
 def num_classes_of(state_dict, anchors_per_level=3):
