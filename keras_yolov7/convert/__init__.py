@@ -6,12 +6,16 @@ from keras_yolov7.convert.state_dict import identify_preset
 from keras_yolov7.convert.state_dict import load_torch_state_dict
 from keras_yolov7.convert.state_dict import official_layout
 from keras_yolov7.convert.state_dict import to_torch_state_dict
+from keras_yolov7.convert.torch_checkpoint import CheckpointLimits
+from keras_yolov7.convert.torch_checkpoint import CheckpointTooLargeError
 from keras_yolov7.convert.torch_checkpoint import TorchCheckpointError
 from keras_yolov7.convert.torch_checkpoint import TorchCheckpointInfo
 from keras_yolov7.convert.torch_checkpoint import UnsafeCheckpointError
 from keras_yolov7.convert.torch_checkpoint import read_torch_checkpoint
 
 __all__ = [
+    "CheckpointLimits",
+    "CheckpointTooLargeError",
     "TorchCheckpointError",
     "TorchCheckpointInfo",
     "UnsafeCheckpointError",
