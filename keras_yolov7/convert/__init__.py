@@ -11,6 +11,7 @@ from keras_yolov7.convert.torch_checkpoint import CheckpointTooLargeError
 from keras_yolov7.convert.torch_checkpoint import TorchCheckpointError
 from keras_yolov7.convert.torch_checkpoint import TorchCheckpointInfo
 from keras_yolov7.convert.torch_checkpoint import UnsafeCheckpointError
+from keras_yolov7.convert.torch_checkpoint import check_torch_checkpoint
 from keras_yolov7.convert.torch_checkpoint import read_torch_checkpoint
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "TorchCheckpointError",
     "TorchCheckpointInfo",
     "UnsafeCheckpointError",
+    "check_torch_checkpoint",
     "identify_preset",
     "load_torch_checkpoint",
     "load_torch_state_dict",

@@ -156,11 +156,35 @@ def read_torch_checkpoint(path, return_metadata=False, limits=None):
     path = os.fspath(path)
     limits = limits or CheckpointLimits()
     with _open_archive(path, limits) as archive:
-        root = _archive_root(archive, path)
-        reader = _StorageReader(archive, root, path, limits)
-        obj = _unpickle(_read_pickle(archive, root, path, limits), reader, path)
-        state_dict, info = _extract(obj, path, reader, limits)
+        tensors, info, reader = _open_checkpoint(archive, path, limits)
+        state_dict = reader.read(tensors)
     return (state_dict, info) if return_metadata else state_dict
+
+
+def check_torch_checkpoint(path, limits=None):
+    """Checks that a file reads as a PyTorch checkpoint holding a model, without reading its
+    tensor data: a zip archive whose `data.pkl` unpickles safely (as in `read_torch_checkpoint`,
+    within the same `limits`) to a module or state_dict whose storages are all in the archive,
+    as large as declared.
+
+    Returns:
+        the file's `TorchCheckpointInfo`.
+
+    Raises:
+        TorchCheckpointError: as `read_torch_checkpoint`.
+    """
+    path = os.fspath(path)
+    limits = limits or CheckpointLimits()
+    with _open_archive(path, limits) as archive:
+        return _open_checkpoint(archive, path, limits)[1]
+
+
+def _open_checkpoint(archive, path, limits):
+    root = _archive_root(archive, path)
+    reader = _StorageReader(archive, root, path, limits)
+    obj = _unpickle(_read_pickle(archive, root, path, limits), reader, path)
+    tensors, info = _locate(obj, path, reader, limits)
+    return tensors, info, reader
 
 
 # ----------------------------------------------------------------------------------------------
@@ -800,8 +824,9 @@ def _unpickle(data, reader, path):
         ) from error
 
 
-def _extract(obj, path, reader, limits):
-    """Pick the weights (ema, else model, else the object itself), check them, read them."""
+def _locate(obj, path, reader, limits):
+    """Picks the weights (ema, else model, else the object itself) and checks them against the
+    archive: `({name: _TensorRef}, TorchCheckpointInfo)`, no storage read yet."""
     keys, numbers, source, chosen = (), {}, "module", obj
     if isinstance(obj, dict) and not _is_state_dict(obj):
         keys = tuple(str(k) for k in obj)
@@ -844,7 +869,7 @@ def _extract(obj, path, reader, limits):
     yaml = attributes.get("yaml")
     model_yaml = _plain_data(yaml, path, limits) if isinstance(yaml, dict) else None
     strides = _strides(attributes.get("stride"), reader)
-    state_dict = reader.read(tensors)
+    reader.check(tensors)
     info = TorchCheckpointInfo(
         path=path,
         source=source,
@@ -857,7 +882,7 @@ def _extract(obj, path, reader, limits):
         strides=strides,
         **numbers,
     )
-    return state_dict, info
+    return tensors, info
 
 
 def _is_state_dict(obj):

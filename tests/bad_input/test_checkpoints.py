@@ -27,7 +27,8 @@ from keras_yolov7.convert import TorchCheckpointError
 from keras_yolov7.convert import UnsafeCheckpointError
 from keras_yolov7.convert import read_torch_checkpoint
 
-READER = pathlib.Path(__file__).resolve().parents[2] / "keras_yolov7" / "convert" / "torch_checkpoint.py"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+READER = ROOT / "keras_yolov7" / "convert" / "torch_checkpoint.py"
 GIB = 2**30
 
 
@@ -71,9 +72,12 @@ def get(index):
 
 
 def tensor(numel, size, stride, key="0", storage_type="FloatStorage"):
-    storage = tuple_(text("storage"), global_("torch", storage_type), text(key), text("cpu"), integer(numel))
+    storage = tuple_(
+        text("storage"), global_("torch", storage_type), text(key), text("cpu"), integer(numel)
+    )
     hooks = global_("collections", "OrderedDict") + b")R"
-    args = tuple_(storage + b"Q", integer(0), tuple_(*map(integer, size)), tuple_(*map(integer, stride)), b"\x89", hooks)
+    shape = tuple_(*map(integer, size)), tuple_(*map(integer, stride))
+    args = tuple_(storage + b"Q", integer(0), *shape, b"\x89", hooks)
     return global_("torch._utils", "_rebuild_tensor_v2") + args + b"R"
 
 
@@ -215,7 +219,8 @@ def tuple_key_in_set(path):
 
 def object_dtype(path):
     """numpy object arrays are filled element by element from the pickle."""
-    return archive(path, pickled(global_("numpy", "dtype") + tuple_(text("O8"), b"\x89", b"\x88") + b"R"))
+    dtype = global_("numpy", "dtype") + tuple_(text("O8"), b"\x89", b"\x88") + b"R"
+    return archive(path, pickled(dtype))
 
 
 # The cases --------------------------------------------------------------------------------------
@@ -229,39 +234,55 @@ class Case:
     limits: CheckpointLimits = None
 
 
+TOO_LARGE, UNSAFE, CORRUPT = CheckpointTooLargeError, UnsafeCheckpointError, TorchCheckpointError
 CASES = {
-    "shared children (DAG), 2**40 paths": Case(dag_bomb, CheckpointTooLargeError, "more than max_tensors=100000"),
-    "shared children without tensors": Case(tensorless_dag, TorchCheckpointError, "holds no tensors"),
-    "modules nested 80 deep": Case(chain, CheckpointTooLargeError, "deeper than max_depth=64"),
-    "deflate bomb, 1 GiB from 1 MB": Case(deflate_bomb, CheckpointTooLargeError, "more than max_compression=16 times"),
+    "shared children (DAG), 2**40 paths": Case(dag_bomb, TOO_LARGE, "more than max_tensors=100000"),
+    "shared children without tensors": Case(tensorless_dag, CORRUPT, "holds no tensors"),
+    "modules nested 80 deep": Case(chain, TOO_LARGE, "deeper than max_depth=64"),
+    "deflate bomb, 1 GiB from 1 MB": Case(
+        deflate_bomb, TOO_LARGE, "more than max_compression=16 times"
+    ),
     "1 GiB declared, 4 KiB stored": Case(
         declared_gib,
-        TorchCheckpointError,
-        "checkpoint declares 1073741824 bytes for tensor model.0.conv.weight but its storage entry holds 4096",
+        CORRUPT,
+        "checkpoint declares 1073741824 bytes for tensor model.0.conv.weight but its storage "
+        "entry holds 4096",
     ),
-    "one float viewed 2**28 times": Case(repeated_view, CheckpointTooLargeError, "repeated views"),
-    "100,000 colliding int keys": Case(colliding_keys, UnsafeCheckpointError, "as a dict key or set item"),
-    "float dict key": Case(float_key, UnsafeCheckpointError, "float 1.5 as a dict key"),
-    "tuple set item": Case(tuple_key_in_set, UnsafeCheckpointError, "tuple (1, 2) as a dict key or set item"),
-    "numpy object dtype": Case(object_dtype, UnsafeCheckpointError, "only numeric dtypes are admitted"),
+    "one float viewed 2**28 times": Case(repeated_view, TOO_LARGE, "repeated views"),
+    "100,000 colliding int keys": Case(colliding_keys, UNSAFE, "as a dict key or set item"),
+    "float dict key": Case(float_key, UNSAFE, "float 1.5 as a dict key"),
+    "tuple set item": Case(tuple_key_in_set, UNSAFE, "tuple (1, 2) as a dict key or set item"),
+    "numpy object dtype": Case(object_dtype, UNSAFE, "only numeric dtypes are admitted"),
     "config of shared lists, 2**40 values": Case(
-        config_dag, CheckpointTooLargeError, "config expands to more than max_objects=1000000 values"
+        config_dag, TOO_LARGE, "config expands to more than max_objects=1000000 values"
     ),
-    "config nested 200 deep": Case(deep_config, CheckpointTooLargeError, "config nests deeper than max_depth=64"),
+    "config nested 200 deep": Case(deep_config, TOO_LARGE, "config nests deeper than max_depth=64"),
     "pickle over max_pickle_bytes": Case(
-        many_tensors, CheckpointTooLargeError, "more than max_pickle_bytes=100", CheckpointLimits(max_pickle_bytes=100)
+        many_tensors,
+        TOO_LARGE,
+        "more than max_pickle_bytes=100",
+        CheckpointLimits(max_pickle_bytes=100),
     ),
     "pickle over max_objects": Case(
-        many_tensors, CheckpointTooLargeError, "more than max_objects=50 opcodes", CheckpointLimits(max_objects=50)
+        many_tensors, TOO_LARGE, "more than max_objects=50 opcodes", CheckpointLimits(max_objects=50)
     ),
     "state_dict over max_tensors": Case(
-        many_tensors, CheckpointTooLargeError, "holds 3 tensors, more than max_tensors=2", CheckpointLimits(max_tensors=2)
+        many_tensors,
+        TOO_LARGE,
+        "holds 3 tensors, more than max_tensors=2",
+        CheckpointLimits(max_tensors=2),
     ),
     "archive over max_tensors entries": Case(
-        many_entries, CheckpointTooLargeError, "declares 204 entries, more than max_tensors=10", CheckpointLimits(max_tensors=10)
+        many_entries,
+        TOO_LARGE,
+        "declares 204 entries, more than max_tensors=10",
+        CheckpointLimits(max_tensors=10),
     ),
     "modules over max_depth": Case(
-        lambda path: chain(path, depth=4), CheckpointTooLargeError, "deeper than max_depth=3", CheckpointLimits(max_depth=3)
+        lambda path: chain(path, depth=4),
+        TOO_LARGE,
+        "deeper than max_depth=3",
+        CheckpointLimits(max_depth=3),
     ),
 }
 BOMBS = [
@@ -310,7 +331,8 @@ import importlib.util, json, resource, sys, time
 spec = importlib.util.spec_from_file_location("reader", sys.argv[1])
 reader = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(reader)
-used = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize"))
+status = open("/proc/self/status").read().splitlines()
+used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
 resource.setrlimit(resource.RLIMIT_AS, (used + 256 * 2**20, resource.RLIM_INFINITY))
 start = time.perf_counter()
 try:
