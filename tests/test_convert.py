@@ -4,6 +4,7 @@ import pathlib
 import re
 import sys
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -108,6 +109,18 @@ def test_every_form_round_trips(preset):
     models = preset_models(preset)
     for seed, form in enumerate(FORMS):
         assert_round_trip(models[form] or models["training"], preset, form, seed)
+
+
+def test_nodes_are_found_inside_nested_models():
+    # The node layers may sit in a nested functional model (a backbone) of the model converted.
+    inner = kyv7.YOLOv7Detector.from_preset("yolov7_tiny")
+    images = keras.Input((None, None, 3))
+    outer = keras.Model(images, inner(images))
+    for name in ("architecture", "num_classes", "fused", "strides", "anchors"):
+        setattr(outer, name, getattr(inner, name))
+    assert [layer.name for layer in outer.layers][-1] == inner.name
+    layout = official_layout(outer, form="deploy")
+    assert [(t.name, tuple(t.shape)) for t in layout] == listing("yolov7_tiny", "deploy")
 
 
 def test_layout_of_a_preset_name_builds_the_model():

@@ -4,6 +4,7 @@ and the mapping between official state_dict names and Keras variables."""
 from keras_yolov7.convert.checkpoint import load_torch_checkpoint
 from keras_yolov7.convert.state_dict import identify_preset
 from keras_yolov7.convert.state_dict import load_torch_state_dict
+from keras_yolov7.convert.state_dict import official_form
 from keras_yolov7.convert.state_dict import official_layout
 from keras_yolov7.convert.state_dict import to_torch_state_dict
 from keras_yolov7.convert.torch_checkpoint import CheckpointLimits
@@ -24,6 +25,7 @@ __all__ = [
     "identify_preset",
     "load_torch_checkpoint",
     "load_torch_state_dict",
+    "official_form",
     "official_layout",
     "read_torch_checkpoint",
     "to_torch_state_dict",
