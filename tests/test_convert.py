@@ -60,9 +60,8 @@ def assert_round_trip(model, preset, form, seed):
 
 
 # The larger presets' value round trips (seconds each) run in the slow suite; their names, and
-# that each of their variables has exactly one official name, in the default one. yolov7_tiny and
-# yolov7 (RepConv) cover every kind of tensor in the default suite.
-ROUND_TRIP_SLOW = ("yolov7x", "yolov7_w6", "yolov7_e6", "yolov7_d6", "yolov7_e6e")
+# that each of their variables has exactly one official name, in the default one.
+ROUND_TRIP_SLOW = ("yolov7", "yolov7x", "yolov7_w6", "yolov7_e6", "yolov7_d6", "yolov7_e6e")
 
 
 def assert_one_name_per_variable(model, layout, form):
@@ -221,40 +220,64 @@ def lead_outputs(model, images):
     return [ops.convert_to_numpy(r) for r in model(images, training=False)[: model.num_levels]]
 
 
-@pytest.mark.parametrize("preset", ["yolov7", "yolov7_w6"])
-def test_deploy_forms_give_the_training_outputs(preset):
-    keys = official_keys(preset)
-    training, _ = seeded_state_dict(keys, 5)
-    deploy = official_deploy(training, head_index(dict(listing(preset, "deploy"))))
-    fused = official_fuse(deploy)
-    for derived, form in ((deploy, "deploy"), (fused, "deploy_fused")):
+# yolov7_tiny: both deploy forms; yolov7_w6: the deploy form of a P6 model, which leaves out the
+# auxiliary head and its nodes (its fused form differs from the deploy one as tiny's does).
+@pytest.mark.parametrize("preset, forms", [("yolov7_tiny", FORMS[1:]), ("yolov7_w6", FORMS[1:2])])
+def test_deploy_forms_give_the_training_outputs(preset, forms):
+    training, _ = seeded_state_dict(official_keys(preset), 5)
+    derived = {"deploy": official_deploy(training, head_index(dict(listing(preset, "deploy"))))}
+    if "deploy_fused" in forms:
+        derived["deploy_fused"] = official_fuse(derived["deploy"])
+    for form, state_dict in derived.items():
         official = [(k, s) for k, s in listing(preset, form) if "anchor" not in k]
-        assert [(k, v.shape) for k, v in derived.items()] == official, form
+        assert [(k, v.shape) for k, v in state_dict.items()] == official, form
 
     images = np.random.default_rng(0).uniform(0, 255, (1, 128, 128, 3)).astype(np.float32)
     model = load_torch_state_dict(kyv7.YOLOv7Detector.from_preset(preset), training)
     expected = lead_outputs(model, images)
+    for form, state_dict in derived.items():
+        loaded = kyv7.YOLOv7Detector.from_preset(preset, fused=form == "deploy_fused")
+        aux_before = [ops.convert_to_numpy(w) for w in loaded.weights if "aux_head" in w.path]
+        load_torch_state_dict(loaded, state_dict)
+        for actual, wanted in zip(lead_outputs(loaded, images), expected, strict=True):
+            np.testing.assert_allclose(actual, wanted, atol=1e-4, rtol=1e-4, err_msg=form)
+        aux_after = [ops.convert_to_numpy(w) for w in loaded.weights if "aux_head" in w.path]
+        assert len(aux_after) == (8 if loaded.has_auxiliary_head else 0)
+        for before, after in zip(aux_before, aux_after, strict=True):
+            np.testing.assert_array_equal(after, before)  # deploy files have no auxiliary head
 
-    from_deploy = kyv7.YOLOv7Detector.from_preset(preset)
-    aux_before = [ops.convert_to_numpy(w) for w in from_deploy.weights if "aux_head" in w.path]
-    load_torch_state_dict(from_deploy, deploy)
-    aux_after = [ops.convert_to_numpy(w) for w in from_deploy.weights if "aux_head" in w.path]
-    assert len(aux_after) == (8 if preset == "yolov7_w6" else 0)
-    for before, after in zip(aux_before, aux_after, strict=True):
-        np.testing.assert_array_equal(after, before)  # deploy files have no auxiliary head
-    from_fused = load_torch_state_dict(kyv7.YOLOv7Detector.from_preset(preset, fused=True), fused)
-    for outputs in (lead_outputs(from_deploy, images), lead_outputs(from_fused, images)):
-        for actual, wanted in zip(outputs, expected, strict=True):
-            np.testing.assert_allclose(actual, wanted, atol=1e-4, rtol=1e-4)
-
-    # Writing: the model's deploy and deploy_fused forms are the official reparameterisation's.
-    for ours, official in (
-        (to_torch_state_dict(model, form="deploy"), deploy),
-        (to_torch_state_dict(model.get_fused()), fused),
-    ):
-        assert [k for k in ours if "anchor" not in k] == list(official)
-        for name, value in official.items():
+        # Writing: the model's deploy forms are the official reparameterisation's.
+        ours = to_torch_state_dict(model if form == "deploy" else model.get_fused(), form=form)
+        assert [k for k in ours if "anchor" not in k] == list(state_dict), form
+        for name, value in state_dict.items():
             np.testing.assert_allclose(ours[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def torch_layout(tensor):
+    value = ops.convert_to_numpy(tensor.variable)
+    return np.transpose(value, (3, 2, 0, 1)) if tensor.kind == "kernel" else value
+
+
+@pytest.mark.parametrize("channels", [4, 6])  # without and with the identity branch
+def test_repconv_fuses_as_the_official_fuse(channels):
+    """yolov7's head RepConvs: the fused layer's official tensors are the official fuse() of the
+    unfused layer's."""
+    layer = kyv7.layers.RepConv(6)
+    layer.build((None, 8, 8, channels))
+    rng = np.random.default_rng(channels)
+    for weight in layer.weights:
+        low = 0.5 if weight.path.endswith(("gamma", "moving_variance")) else -0.5
+        weight.assign(rng.uniform(low, 1.5, tuple(weight.shape)).astype(np.float32))
+    unfused = layer.official_tensors(102, "deploy")
+    assert any(".rbr_identity." in t.name for t in unfused) == (channels == 6)
+    official = official_fuse({t.name: torch_layout(t) for t in unfused if t.kind != "counter"})
+    fused = layer.get_fused().official_tensors(102, "deploy_fused")
+    assert [t.name for t in fused] == list(official) == [
+        "model.102.rbr_reparam.weight",
+        "model.102.rbr_reparam.bias",
+    ]
+    for tensor in fused:
+        np.testing.assert_allclose(torch_layout(tensor), official[tensor.name], rtol=1e-5, atol=1e-6)
 
 
 def test_form_errors():

@@ -92,11 +92,6 @@ def _model_form(model, form):
             "the official deploy_fused form has BatchNorm folded and RepConv merged; load it into "
             "a model built with fused=True (or export a fused model: model.get_fused())"
         )
-    if getattr(model, "elan_chain_block", "conv") != "conv":
-        raise ValueError(
-            f"official checkpoints use plain 3x3 convs in ELAN; this model has "
-            f"elan_chain_block={model.elan_chain_block!r}"
-        )
     return form
 
 
