@@ -19,6 +19,7 @@ from keras_yolov7.models.yolov7_object_detector_preprocessor import (
 )
 
 PREDICTION_SETTINGS = ("confidence_threshold", "iou_threshold", "max_detections", "multi_label")
+LETTERBOX_KEYS = ("scale", "pad", "original_size")
 
 
 @keras.saving.register_keras_serializable(package="keras_yolov7")
@@ -381,9 +382,9 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
             x: what you have: an image file path, a PIL image, an array or tensor
                 `(height, width, 3)` or `(batch, height, width, 3)` (RGB, uint8 or float 0..255), a
                 list of any of these (mixed sizes welcome), or a tf.data dataset of images (or of
-                `{"images": ...}` dicts). A batch of images already at the network size with the
-                letterbox metadata (`{"images", "scale", "pad"[, "original_size"]}`, as the
-                validation pipeline yields) is run as given.
+                `{"images": ...}` dicts). Images already at the network size with their letterbox
+                metadata (a dict `{"images", "scale", "pad"[, "original_size"]}`, or the
+                validation pipeline's dataset of `(images, targets)`) are run as given.
             batch_size: images per forward pass (default 8).
             verbose, callbacks: as `keras.Model.predict`.
 
@@ -397,7 +398,11 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
             ValueError: naming the image: wrong rank or channels, empty, non-finite or
                 out-of-range pixels, an unreadable file; or no images at all.
         """
-        if _is_letterboxed_batch(x):
+        if _is_letterboxed(x):
+            if isinstance(x, dict):
+                # (images, metadata) rather than one dict: Keras calls the model on `x` while
+                # building, and the model takes images.
+                x = (x["images"], {key: x[key] for key in LETTERBOX_KEYS if key in x})
             return keras.Model.predict(
                 self, x, batch_size=batch_size, verbose=verbose, callbacks=callbacks
             )
@@ -414,7 +419,7 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
             raise ImageInputError("no images to predict (the input is empty)")
         outputs = [
             keras.Model.predict(
-                self, batch, batch_size=len(batch["scale"]), verbose=0, callbacks=callbacks
+                self, batch, batch_size=len(batch[0]), verbose=0, callbacks=callbacks
             )
             for batch in batches.progress(verbose)
         ]
@@ -433,7 +438,7 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
             images, meta, _ = keras.utils.unpack_x_y_sample_weight(data)
         letterbox = {}
         if isinstance(meta, dict) and "scale" in meta and "pad" in meta:
-            letterbox = {key: meta.get(key) for key in ("scale", "pad", "original_size")}
+            letterbox = {key: meta.get(key) for key in LETTERBOX_KEYS}
         outputs = super().predict_step(*state, (images,))
         if keras.backend.backend() == "jax":
             raw, non_trainable = outputs
@@ -728,7 +733,7 @@ class _LetterboxedBatches:
         done = 0
         for batch in self:
             yield batch
-            done += len(batch["scale"])
+            done += len(batch[0])
             if bar is not None:
                 bar.update(done)
         if bar is not None:
@@ -736,16 +741,28 @@ class _LetterboxedBatches:
 
 
 def _stack(batch):
-    return {
-        "images": np.stack([b[0] for b in batch]).astype(np.float32),
+    """`(images, letterbox metadata)` of a list of `(letterboxed, scale, pad, original size)`."""
+    images = np.stack([b[0] for b in batch]).astype(np.float32)
+    return images, {
         "scale": np.asarray([b[1] for b in batch], np.float32),
         "pad": np.stack([b[2] for b in batch]).astype(np.float32),
         "original_size": np.asarray([b[3] for b in batch], np.int32),
     }
 
 
-def _is_letterboxed_batch(x):
-    return isinstance(x, dict) and {"images", "scale", "pad"} <= set(x)
+def _is_letterboxed(x):
+    """A batch or dataset already letterboxed, with its metadata: a dict with "images", "scale"
+    and "pad", or a tf.data dataset of `(images, {"scale", "pad", ...})` (the validation
+    pipeline's)."""
+    if isinstance(x, dict):
+        return {"images", "scale", "pad"} <= set(x)
+    spec = getattr(x, "element_spec", None)
+    return (
+        isinstance(spec, tuple)
+        and len(spec) >= 2
+        and isinstance(spec[1], dict)
+        and {"scale", "pad"} <= set(spec[1])
+    )
 
 
 def _image_shape_of(x):
