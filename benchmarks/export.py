@@ -111,7 +111,7 @@ def main():
     tf.config.threading.set_inter_op_parallelism_threads(1)
     import keras_yolov7 as kyv7
 
-    model = kyv7.YOLOv7Detector.from_preset(args.preset, num_classes=args.num_classes)
+    model = kyv7.YOLOv7ObjectDetector.from_preset(args.preset, num_classes=args.num_classes)
     rows = []
     print(
         "| model | size | runtime | median ms | file MB |\n| --- | --- | --- | --- | --- |",

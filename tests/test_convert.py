@@ -93,9 +93,9 @@ def assert_one_name_per_variable(model, layout, form):
 
 def preset_models(preset):
     return {
-        "training": kyv7.YOLOv7Detector.from_preset(preset, num_classes=80),
+        "training": kyv7.YOLOv7ObjectDetector.from_preset(preset, num_classes=80),
         "deploy": None,
-        "deploy_fused": kyv7.YOLOv7Detector.from_preset(preset, num_classes=80, fused=True),
+        "deploy_fused": kyv7.YOLOv7ObjectDetector.from_preset(preset, num_classes=80, fused=True),
     }
 
 
@@ -124,7 +124,7 @@ def test_every_form_round_trips(preset, zero_initializers):
 
 def test_nodes_are_found_inside_nested_models():
     # The node layers may sit in a nested functional model (a backbone) of the model converted.
-    inner = kyv7.YOLOv7Detector.from_preset("yolov7_tiny")
+    inner = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny")
     images = keras.Input((None, None, 3))
     outer = keras.Model(images, inner(images))
     for name in ("architecture", "num_classes", "fused", "strides", "anchors"):
@@ -147,7 +147,7 @@ def test_forward_matches_official_outputs(preset):
     ref = np.load(FIXTURES / "forward" / f"{OFFICIAL_NAMES[preset]}_256.npz")
     state_dict, rng = seeded_state_dict(official_keys(preset), int(ref["seed"]))
     images = rng.random((2, 3, 256, 256), dtype=np.float32).transpose(0, 2, 3, 1) * 255
-    model = kyv7.YOLOv7Detector.from_preset(preset, num_classes=80)
+    model = kyv7.YOLOv7ObjectDetector.from_preset(preset, num_classes=80)
     load_torch_state_dict(model, state_dict)
     raw = model(images, training=False)
     for level in range(model.num_levels):
@@ -245,10 +245,10 @@ def test_deploy_forms_give_the_training_outputs(preset, forms, zero_initializers
         assert [(k, v.shape) for k, v in state_dict.items()] == official, form
 
     images = np.random.default_rng(0).uniform(0, 255, (1, 128, 128, 3)).astype(np.float32)
-    model = load_torch_state_dict(kyv7.YOLOv7Detector.from_preset(preset), training)
+    model = load_torch_state_dict(kyv7.YOLOv7ObjectDetector.from_preset(preset), training)
     expected = lead_outputs(model, images)
     for form, state_dict in derived.items():
-        loaded = kyv7.YOLOv7Detector.from_preset(preset, fused=form == "deploy_fused")
+        loaded = kyv7.YOLOv7ObjectDetector.from_preset(preset, fused=form == "deploy_fused")
         aux_before = [ops.convert_to_numpy(w) for w in loaded.weights if "aux_head" in w.path]
         load_torch_state_dict(loaded, state_dict)
         for actual, wanted in zip(lead_outputs(loaded, images), expected, strict=True):
@@ -293,7 +293,7 @@ def test_repconv_fuses_as_the_official_fuse(channels):
 
 
 def test_form_errors():
-    tiny = kyv7.YOLOv7Detector.from_preset("yolov7_tiny")
+    tiny = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny")
     with pytest.raises(ValueError, match="load it into a model built with fused=True"):
         to_torch_state_dict(tiny, form="deploy_fused")
     with pytest.raises(ValueError, match="unknown official form 'fused'"):
@@ -310,7 +310,7 @@ def test_form_errors():
 def test_round_trip_reproduces_the_state_dict():
     keys = official_keys("yolov7_tiny")
     state_dict, _ = seeded_state_dict(keys, 7)
-    model = load_torch_state_dict(kyv7.YOLOv7Detector.from_preset("yolov7_tiny"), state_dict)
+    model = load_torch_state_dict(kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny"), state_dict)
     exported = to_torch_state_dict(model)
     assert list(exported) == [name for name, _ in keys]
     for name, value in state_dict.items():
@@ -320,11 +320,11 @@ def test_round_trip_reproduces_the_state_dict():
 
 
 def test_round_trip_through_a_fresh_model_with_auxiliary_head():
-    source = kyv7.YOLOv7Detector.from_preset("yolov7_w6", num_classes=5)
+    source = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_w6", num_classes=5)
     rng = np.random.default_rng(0)
     for w in source.weights:
         w.assign(rng.normal(size=tuple(w.shape)).astype("float32"))
-    target = load_torch_state_dict(kyv7.YOLOv7Detector.from_preset("yolov7_w6", num_classes=5),
+    target = load_torch_state_dict(kyv7.YOLOv7ObjectDetector.from_preset("yolov7_w6", num_classes=5),
                                    to_torch_state_dict(source))
     for a, b in zip(source.weights, target.weights, strict=True):
         np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b), err_msg=a.path)
@@ -335,13 +335,13 @@ def test_anchors_come_from_the_state_dict():
     grid = np.arange(1, 19, dtype=np.float32).reshape(3, 1, 3, 1, 1, 2)
     state_dict["model.77.anchor_grid"] = grid
     state_dict["model.77.anchors"] = grid.reshape(3, 3, 2) / np.array([8, 16, 32], np.float32)[:, None, None]
-    model = load_torch_state_dict(kyv7.YOLOv7Detector.from_preset("yolov7_tiny"), state_dict)
+    model = load_torch_state_dict(kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny"), state_dict)
     np.testing.assert_array_equal(model.anchors, grid.reshape(3, 3, 2))
 
 
 def test_strict_errors_name_the_keys():
     state_dict, _ = seeded_state_dict(official_keys("yolov7_tiny"), 1)
-    model = kyv7.YOLOv7Detector.from_preset("yolov7_tiny")
+    model = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny")
 
     missing = dict(state_dict)
     del missing["model.4.conv.weight"]
@@ -360,17 +360,17 @@ def test_strict_errors_name_the_keys():
 def test_errors_for_another_class_count_or_preset():
     state_dict, _ = seeded_state_dict(official_keys("yolov7_tiny"), 1)
     with pytest.raises(ValueError, match=r"the state_dict has 80 classes; build the model with num_classes=80"):
-        load_torch_state_dict(kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3), state_dict)
+        load_torch_state_dict(kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=3), state_dict)
     with pytest.raises(ValueError, match=r"looks like preset 'yolov7_tiny'"):
-        load_torch_state_dict(kyv7.YOLOv7Detector.from_preset("yolov7"), state_dict)
+        load_torch_state_dict(kyv7.YOLOv7ObjectDetector.from_preset("yolov7"), state_dict)
 
 
 def test_fused_or_repconvn_models_are_refused():
     state_dict, _ = seeded_state_dict(official_keys("yolov7_tiny"), 1)
-    fused = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", fused=True)
+    fused = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", fused=True)
     with pytest.raises(ValueError, match="load into a model built with fused=False, then call get_fused"):
         load_torch_state_dict(fused, state_dict)
-    rep = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", elan_chain_block="repconvn")
+    rep = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", elan_chain_block="repconvn")
     with pytest.raises(ValueError, match="elan_chain_block='repconvn'"):
         load_torch_state_dict(rep, state_dict)
 

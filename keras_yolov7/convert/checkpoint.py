@@ -1,4 +1,4 @@
-"""load_torch_checkpoint: an official YOLOv7 .pt file (any official form) -> a YOLOv7Detector."""
+"""load_torch_checkpoint: an official YOLOv7 .pt file (any official form) -> a YOLOv7ObjectDetector."""
 
 import dataclasses
 
@@ -13,7 +13,7 @@ from keras_yolov7.convert.torch_checkpoint import read_torch_checkpoint
 
 
 def load_torch_checkpoint(path, return_info=False, **model_kwargs):
-    """Builds the matching `YOLOv7Detector` and loads an official checkpoint into it.
+    """Builds the matching `YOLOv7ObjectDetector` and loads an official checkpoint into it.
 
     The form (training, deploy or deploy_fused, see `keras_yolov7.convert.load_torch_state_dict`)
     and the preset are recognised from the state_dict's key names, the class count from the head's
@@ -25,10 +25,10 @@ def load_torch_checkpoint(path, return_info=False, **model_kwargs):
         path: an official checkpoint (`yolov7.pt`, `yolov7_training.pt`, `yolov7-tiny.pt`, ...;
             a whole pickled model or a plain state_dict also work).
         return_info: also return the `TorchCheckpointInfo`, with `preset` and `form` filled in.
-        **model_kwargs: other `YOLOv7Detector` arguments (e.g. `bounding_box_format`).
+        **model_kwargs: other `YOLOv7ObjectDetector` arguments (e.g. `bounding_box_format`).
 
     Returns:
-        a `YOLOv7Detector`: in training form (`fused=False`) for a training or deploy file (a
+        a `YOLOv7ObjectDetector`: in training form (`fused=False`) for a training or deploy file (a
         deploy file's implicit vectors are neutral, and a P6 model's auxiliary head, absent from
         deploy files, keeps its fresh initialisation), fused for a deploy_fused file. With
         `return_info=True`, a tuple `(model, info)`.
@@ -37,7 +37,7 @@ def load_torch_checkpoint(path, return_info=False, **model_kwargs):
         TorchCheckpointError: the file is unreadable or holds no YOLOv7 model of a known preset.
     """
     from keras_yolov7.models.configs import ARCHITECTURES
-    from keras_yolov7.models.yolov7_detector import YOLOv7Detector
+    from keras_yolov7.models import YOLOv7ObjectDetector
 
     state_dict, info = read_torch_checkpoint(path, return_metadata=True)
     try:
@@ -50,7 +50,7 @@ def load_torch_checkpoint(path, return_info=False, **model_kwargs):
         arch = ARCHITECTURES[preset]
         num_classes = num_classes_of(state_dict, len(arch["anchors"][0]) // 2)
         names = info.class_names if info.class_names and len(info.class_names) == num_classes else None
-        model = YOLOv7Detector.from_preset(
+        model = YOLOv7ObjectDetector.from_preset(
             preset,
             num_classes=num_classes,
             fused=form == "deploy_fused",
@@ -64,7 +64,7 @@ def load_torch_checkpoint(path, return_info=False, **model_kwargs):
     if model is None:
         raise TorchCheckpointError(
             f"{path}: its {len(state_dict)} tensors do not match the training-configuration key "
-            f"names of any preset {list(YOLOv7Detector.presets)}, nor their deploy or "
+            f"names of any preset {list(ARCHITECTURES)}, nor their deploy or "
             "deploy_fused forms"
         )
     try:

@@ -127,7 +127,7 @@ def official_layout(model, num_classes=80, form=None):
     """Every tensor of an official state_dict of `model`, in state_dict order.
 
     Args:
-        model: a built `YOLOv7Detector`, or a preset name / architecture dict (a model is built).
+        model: a built `YOLOv7ObjectDetector`, or a preset name / architecture dict (a model is built).
         num_classes: number of classes, when a model is built.
         form: "training" or "deploy" (unfused models; default "training") or "deploy_fused"
             (fused models, the default for them). A model is built fused for "deploy_fused".
@@ -137,9 +137,11 @@ def official_layout(model, num_classes=80, form=None):
         variable or None for buffers, kind).
     """
     if isinstance(model, (str, dict)):
-        from keras_yolov7.models.yolov7_detector import YOLOv7Detector
+        from keras_yolov7.models import YOLOv7Backbone
+        from keras_yolov7.models import YOLOv7ObjectDetector
 
-        model = YOLOv7Detector(model, num_classes=num_classes, fused=form == "deploy_fused")
+        backbone = YOLOv7Backbone(architecture=model, fused=form == "deploy_fused")
+        model = YOLOv7ObjectDetector(backbone, num_classes=num_classes)
     return _layout(model, _model_form(model, form))[0]
 
 
@@ -166,7 +168,7 @@ def _describe(names, limit=8):
 
 
 def load_torch_state_dict(model, state_dict):
-    """Loads an official YOLOv7 state_dict into a `YOLOv7Detector`, strictly.
+    """Loads an official YOLOv7 state_dict into a `YOLOv7ObjectDetector`, strictly.
 
     The form is recognised from the key names (`official_form`): a training or deploy state_dict
     loads into a training-form model (`fused=False`; deploy: the implicit vectors become add 0 /
@@ -174,7 +176,7 @@ def load_torch_state_dict(model, state_dict):
     model.
 
     Args:
-        model: a `YOLOv7Detector` of the same architecture and class count as the state_dict.
+        model: a `YOLOv7ObjectDetector` of the same architecture and class count as the state_dict.
         state_dict: mapping from official key names (`model.0.conv.weight`, ...) to numpy arrays
             (or anything `np.asarray` accepts) in PyTorch layout. `num_batches_tracked` entries are
             optional; `anchors` / `anchor_grid`, when present, replace the model's anchors.
@@ -251,7 +253,7 @@ def to_torch_state_dict(model, form=None):
     (Keras does not count batches).
 
     Args:
-        model: a `YOLOv7Detector`.
+        model: a `YOLOv7ObjectDetector`.
         form: "training" (the default for an unfused model), "deploy" (an unfused model: the
             implicit vectors folded into the head's convs, no auxiliary head) or "deploy_fused"
             (a fused model, its default; `model.get_fused()` makes one).
@@ -309,9 +311,9 @@ def names_match(state_dict, layout):
 def _preset_layouts(preset, fused):
     """`{form: layout}` of the forms a one-class model of `preset` holds (names do not depend on
     the class count), kept without the model's variables."""
-    from keras_yolov7.models.yolov7_detector import YOLOv7Detector
+    from keras_yolov7.models import YOLOv7ObjectDetector
 
-    model = YOLOv7Detector(preset, num_classes=1, fused=fused)
+    model = YOLOv7ObjectDetector.from_preset(preset, num_classes=1, fused=fused)
     forms = ("deploy_fused",) if fused else ("training", "deploy")
     return {
         form: tuple(dataclasses.replace(t, variable=None, value=None) for t in _layout(model, form)[0])

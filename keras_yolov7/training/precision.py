@@ -24,7 +24,7 @@ def use_mixed_precision(policy=None):
     Example:
 
         use_mixed_precision()  # "mixed_float16" on a GPU
-        model = YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3)
+        model = YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=3)
     """
     if policy is None:
         policy = "mixed_float16" if gpu_visible() else "mixed_bfloat16"
