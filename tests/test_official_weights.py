@@ -164,7 +164,7 @@ def test_offline_says_how_to_supply_the_file(env):
         official_checkpoint_path(NAME)
     message = str(error.value)
     assert message.startswith(f"cannot download {url} (") and "refused" in message
-    assert "pass its path (path=...)" in message
+    assert "weights_path=" in message and "path=...)" in message
     assert f"put it, named '{NAME}', in a folder named by the environment variable" in message
     assert message.endswith("KERAS_YOLOV7_WEIGHTS_DIR")
     assert "\n" not in message

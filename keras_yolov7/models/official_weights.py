@@ -92,8 +92,9 @@ def official_checkpoint_path(filename, path=None):
 
 def _supply_it_yourself(filename):
     return (
-        f"supply the file instead: pass its path (path=...), or put it, named {filename!r}, in a "
-        "folder named by the environment variable KERAS_YOLOV7_WEIGHTS_DIR"
+        f"supply the file instead: pass its path (from_preset(..., weights_path=...), "
+        f"official_checkpoint_path(..., path=...)), or put it, named {filename!r}, in a folder "
+        "named by the environment variable KERAS_YOLOV7_WEIGHTS_DIR"
     )
 
 
