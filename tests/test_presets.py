@@ -82,7 +82,7 @@ def offline(monkeypatch):
 
 
 def lead_outputs(detector, images):
-    return [np.asarray(x) for x in detector(images, training=False)]
+    return [keras.ops.convert_to_numpy(x) for x in detector(images, training=False)]
 
 
 def test_pretrained_preset_downloads_once_converts_exactly_and_loads_offline(home, release, monkeypatch):

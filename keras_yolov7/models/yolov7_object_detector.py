@@ -554,6 +554,9 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
         callbacks = [c for c in getattr(self, "_recipe_callbacks", []) if c not in callbacks] + callbacks
         if not any(isinstance(c, StopOnNonFiniteLoss) for c in callbacks):
             callbacks.insert(0, StopOnNonFiniteLoss())
+        if hasattr(x, "element_spec"):
+            # A tf.data pipeline shuffles itself; Keras' default shuffle=True would only warn.
+            kwargs.setdefault("shuffle", False)
         # keras.Model.fit, not the KerasHub PipelineModel's: the batches are already at the network
         # size (see docs/models.md), and train_step reads the target formats itself.
         return keras.Model.fit(
