@@ -46,13 +46,15 @@ The images live outside the folder of the YAML, which the reader refuses unless 
 """
 
 
-def write_data_yaml(root, output):
+def write_data_yaml(root, output, num_val):
     images = sorted((root / "images" / "train2017").glob("*.jpg"))
-    if len(images) < 40:
-        raise SystemExit(f"{root}: expected the coco128 images in images/train2017, found {len(images)}")
+    if len(images) <= num_val:
+        raise SystemExit(
+            f"{root}: expected more than {num_val} images in images/train2017, found {len(images)}"
+        )
     output.mkdir(parents=True, exist_ok=True)
-    (output / "train.txt").write_text("".join(f"{p.resolve()}\n" for p in images[:-32]))
-    (output / "val.txt").write_text("".join(f"{p.resolve()}\n" for p in images[-32:]))
+    (output / "train.txt").write_text("".join(f"{p.resolve()}\n" for p in images[:-num_val]))
+    (output / "val.txt").write_text("".join(f"{p.resolve()}\n" for p in images[-num_val:]))
     names = "\n".join(f"  {i}: {name}" for i, name in enumerate(kyv7.models.COCO_CLASS_NAMES))
     yaml = output / "coco128.yaml"
     yaml.write_text(f"path: .\ntrain: train.txt\nval: val.txt\nnames:\n{names}\n")
@@ -112,7 +114,7 @@ def fine_tune(model, train_set, args):
 
 def main(args):
     output = pathlib.Path(args.output)
-    yaml = write_data_yaml(pathlib.Path(args.data), output)
+    yaml = write_data_yaml(pathlib.Path(args.data), output, args.val_images)
     train_set = read_yolo(yaml, "train", allow_outside_root=True)
     val_set = read_yolo(yaml, "val", allow_outside_root=True)
     print(f"{len(train_set)} training and {len(val_set)} validation images")
@@ -140,11 +142,16 @@ def main(args):
     return before, after
 
 
-if __name__ == "__main__":
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data/coco128", help="the coco128 folder")
     parser.add_argument("--output", default="runs/fine_tune")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--val-images", type=int, default=32, help="the last N images validate")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=320)
-    main(parser.parse_args())
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,6 +1,7 @@
 """YOLOv7ObjectDetector: the YOLOv7 detection task (heads, loss, decoding and NMS) on KerasHub."""
 
 import math
+import warnings
 
 import keras
 import keras_hub
@@ -225,7 +226,11 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
 
         directory = preset_table.resolve(preset, weights_path)
         num_classes = kwargs.pop("num_classes", None)
-        detector = super().from_preset(directory, load_weights=load_weights, **kwargs)
+        with warnings.catch_warnings():
+            # A preset saved after fit() holds the optimizer's variables; a fresh detector has no
+            # optimizer to load them into, which is what a preset is for.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            detector = super().from_preset(directory, load_weights=load_weights, **kwargs)
         if num_classes is not None and int(num_classes) != detector.num_classes:
             detector = detector.with_classes(num_classes, class_names)
         elif class_names is not None:
