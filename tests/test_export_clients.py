@@ -249,3 +249,81 @@ def test_mediapipe_reads_labels_and_layout_from_the_metadata(android_file):
     images, meta = synthetic_inputs()
     names = {name for found in mediapipe(android_file, images, meta) for name in found["names"]}
     assert names and names <= set(SYNTHETIC_CLASS_NAMES)
+
+
+# The trained synthetic model --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """yolov7_tiny trained from scratch by examples/train_synthetic.py (shortened: ~6,000 image
+    passes at 128 px), its validation images and their letterbox metadata."""
+    import importlib.util
+    import pathlib
+
+    from keras_yolov7.data import make_val_dataset
+    from keras_yolov7.data import read_coco
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "train_synthetic.py"
+    spec = importlib.util.spec_from_file_location("train_synthetic", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    output = tmp_path_factory.mktemp("synthetic")
+    argv = ["--output", str(output), "--epochs", "8", "--train-images", "768"]
+    argv += ["--val-images", "16", "--val-interval", "8", "--no-int8"]
+    summary = example.train(example.parse_args(argv))
+    model = keras.saving.load_model(output / "yolov7_tiny_synthetic.keras", compile=False)
+    model = model.get_fused()
+    model.set_prediction_settings(max_detections=MAX_DETECTIONS)
+    data = output / "data"
+    dataset = read_coco(data / "annotations/instances_val.json", data / "images/val")
+    (images, targets), *_ = list(make_val_dataset(dataset, image_size=SIZE, batch_size=16))
+    targets = {key: np.asarray(value) for key, value in targets.items()}
+    return model, summary, dataset, np.asarray(images), targets
+
+
+def letterbox_meta(targets):
+    return {key: targets[key] for key in ("scale", "pad", "original_size")}
+
+
+@pytest.mark.slow
+def test_trained_model_in_mediapipe_and_litert_equals_predict(trained, tmp_path, shared_data):
+    model, summary, _, images, targets = trained
+    meta = letterbox_meta(targets)
+    assert summary["mAP50"] > 0.3  # a model that finds the shapes, not a random one
+    path = tmp_path / "android.tflite"
+    kyv7.export.export(
+        model, path, image_size=SIZE, nms="android", max_detections=MAX_DETECTIONS, verbose=False
+    )
+    photos, photo_meta = photo_inputs(shared_data)
+    for frames, frame_meta in ((images, meta), (photos, photo_meta)):
+        expected = predicted(model, frames, frame_meta)
+        for threads in THREADS:
+            assert_same_detections(litert(path, frames, frame_meta, threads), expected, frame_meta)
+        found = mediapipe(path, frames, frame_meta)
+        assert_same_detections(found, expected, frame_meta, extra_pixels=2)
+    assert sum(len(e["scores"]) for e in predicted(model, images, meta)) >= len(images)
+
+
+@pytest.mark.slow
+def test_trained_model_int8_android_is_the_same_in_every_client(trained, tmp_path):
+    model, _, dataset, images, targets = trained
+    meta = letterbox_meta(targets)
+    path = tmp_path / "android_int8.tflite"
+    batches = [(images, targets)]
+    result = kyv7.export.export(
+        model,
+        path,
+        image_size=SIZE,
+        quantization="int8",
+        nms="android",
+        max_detections=MAX_DETECTIONS,
+        representative_data=images,
+        validation_data=(dataset, batches),
+        verbose=False,
+    )
+    assert result.verification["map"]["mAP50_drop_points"] <= 1.0  # the default gate passed
+    reference = litert(path, images, meta, 1)
+    for threads in THREADS[1:]:
+        assert_same_detections(litert(path, images, meta, threads), reference, meta)
+    assert_same_detections(mediapipe(path, images, meta), reference, meta, extra_pixels=2)

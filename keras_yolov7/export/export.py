@@ -331,7 +331,7 @@ def _resolve_options(model, path, format, **options):
             "your onnxruntime code or export a SavedModel / TFLite with NMS"
         )
     if format == "saved_model" and nms == "android":
-        raise ValueError("nms 'android' (TFLite_Detection_PostProcess) is a TFLite layout")
+        raise ValueError("nms 'android' (MediaPipe's ObjectDetector layout) is a TFLite layout")
     if nms in NMS_OPS and model.num_classes > MAX_CLASSES:
         raise ValueError(
             f"in-graph NMS ({nms}) supports at most {MAX_CLASSES} classes, the model has "

@@ -201,13 +201,19 @@ def reorder_outputs(model, names):
 
 def interpreter(model, preserve_all_tensors=False, num_threads=None):
     """An allocated `ai_edge_litert` Interpreter for model bytes."""
+    import warnings
+
     from ai_edge_litert.interpreter import Interpreter
 
-    runner = Interpreter(
-        model_content=model,
-        num_threads=num_threads,
-        experimental_preserve_all_tensors=preserve_all_tensors,
-    )
+    with warnings.catch_warnings():
+        # Keeping every tensor is how the verification reads the NMS op's inputs; the warning
+        # that it is meant for debugging would only be noise in every export's output.
+        warnings.filterwarnings("ignore", "Warning: Enabling `experimental_preserve_all_tensors`")
+        runner = Interpreter(
+            model_content=model,
+            num_threads=num_threads,
+            experimental_preserve_all_tensors=preserve_all_tensors,
+        )
     runner.allocate_tensors()
     return runner
 
