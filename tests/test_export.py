@@ -335,8 +335,8 @@ def test_onnx_dynamic_batch(model, images, tmp_path):
     graph = onnx.load(str(path))
     assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 13
     # One named dynamic axis shared by the input and the outputs.
-    first_axes = [v.type.tensor_type.shape.dim[0] for v in [*graph.graph.input, *graph.graph.output]]
-    assert [axis.dim_param for axis in first_axes] == ["batch"] * 3
+    values = [*graph.graph.input, *graph.graph.output]
+    assert [v.type.tensor_type.shape.dim[0].dim_param for v in values] == ["batch"] * 3
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     boxes, scores = session.run(["boxes", "scores"], {"images": images})
     ref_boxes, ref_scores = keras_candidates(model, images)

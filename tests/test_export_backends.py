@@ -163,9 +163,11 @@ def test_missing_mediapipe_fails_an_android_export_with_metadata(model, tmp_path
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "mediapipe" else find_spec(name, *a)
-    )
+
+    def without_mediapipe(name, *args):
+        return None if name == "mediapipe" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_mediapipe)
     with pytest.raises(ImportError, match=r"pip install keras-yolov7\[export\].*metadata=False"):
         kyv7.export.export(model, tmp_path / "m.tflite", nms="android", image_size=SIZE)
 

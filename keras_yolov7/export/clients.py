@@ -17,15 +17,16 @@ def interpreter_outputs(model, images, num_threads):
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    source = {"model_path": str(model)} if not isinstance(model, bytes) else {"model_content": model}
+    if isinstance(model, bytes):
+        source = {"model_content": model}
+    else:
+        source = {"model_path": str(model)}
     runner = Interpreter(num_threads=int(num_threads), **source)
     runner.allocate_tensors()
     dtype = runner.get_input_details()[0]["dtype"]
     signature = runner.get_signature_runner()
-    return [
-        {name: np.array(value) for name, value in signature(images=image[None].astype(dtype)).items()}
-        for image in np.asarray(images)
-    ]
+    outputs = (signature(images=image[None].astype(dtype)) for image in np.asarray(images))
+    return [{name: np.array(value) for name, value in found.items()} for found in outputs]
 
 
 def mediapipe_error():

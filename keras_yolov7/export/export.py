@@ -30,7 +30,6 @@ from keras_yolov7.export.layout import FORMAT_QUANTIZATIONS
 from keras_yolov7.export.layout import FORMATS
 from keras_yolov7.export.layout import MAX_CLASSES
 from keras_yolov7.export.layout import NMS_CHOICES
-from keras_yolov7.export.layout import NMS_OPS
 from keras_yolov7.export.layout import QUANTIZATIONS
 from keras_yolov7.models import YOLOv7Detector
 from keras_yolov7.models.builder import resolve_architecture
@@ -332,7 +331,7 @@ def _resolve_options(model, path, format, **options):
         )
     if format == "saved_model" and nms == "android":
         raise ValueError("nms 'android' (MediaPipe's ObjectDetector layout) is a TFLite layout")
-    if nms in NMS_OPS and model.num_classes > MAX_CLASSES:
+    if nms != "none" and model.num_classes > MAX_CLASSES:
         raise ValueError(
             f"in-graph NMS ({nms}) supports at most {MAX_CLASSES} classes, the model has "
             f"{model.num_classes}; export with nms 'none'"

@@ -72,7 +72,8 @@ def _nms_args(options):
 
 
 def _reference_detections(job, boxes, scores):
-    return [verify_lib.reference_nms(b, s, *_nms_args(job["options"])) for b, s in zip(boxes, scores)]
+    settings = _nms_args(job["options"])
+    return [verify_lib.reference_nms(b, s, *settings) for b, s in zip(boxes, scores)]
 
 
 def detections(outputs, nms):
@@ -295,11 +296,14 @@ def _verify_tflite(runner, job):
 def _thread_consistency(model, job):
     """The model's outputs at every thread count of `layout.VERIFIED_THREADS` against 1 thread.
 
-    A kernel whose result depends on the thread count fails the export: TFLite_Detection_PostProcess
-    dropped whole classes at 2 or more threads while its inputs were identical.
+    A kernel whose result depends on the thread count fails the export (with 2 or more threads
+    TFLite_Detection_PostProcess dropped whole classes while its inputs were identical).
     """
     nms = job["options"]["nms"]
-    runs = {t: clients.interpreter_outputs(model, job["samples"], t) for t in layout.VERIFIED_THREADS}
+    runs = {
+        threads: clients.interpreter_outputs(model, job["samples"], threads)
+        for threads in layout.VERIFIED_THREADS
+    }
     first, *others = layout.VERIFIED_THREADS
     differing, worst = set(), 0.0
     for threads in others:
@@ -510,7 +514,9 @@ def _onnx(export_graph, job, workdir):
             return outputs["boxes"], outputs["scores"]
 
         figures["map"] = _quantized_map(candidates, export_graph, job, "ONNX int8")
-    inputs = {i.name: {"shape": _onnx_shape(i.shape), "dtype": i.type} for i in session.get_inputs()}
+    inputs = {
+        i.name: {"shape": _onnx_shape(i.shape), "dtype": i.type} for i in session.get_inputs()
+    }
     outputs = {
         o.name: {"shape": _onnx_shape(o.shape), "dtype": o.type} for o in session.get_outputs()
     }

@@ -101,7 +101,9 @@ def map_drop(text):
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected mAP points >= 0 or 'off', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected mAP points >= 0 or 'off', got {text!r}"
+        ) from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
     return value
