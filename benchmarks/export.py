@@ -106,7 +106,7 @@ def latency_table(args, folder):
     from keras_yolov7.training import resolve_inference_precision
     from keras_yolov7.training import with_inference_precision
 
-    model = kyv7.YOLOv7Detector.from_preset(args.preset, num_classes=args.num_classes)
+    model = kyv7.YOLOv7ObjectDetector.from_preset(args.preset, num_classes=args.num_classes)
     bfloat16 = resolve_inference_precision("auto") == "bfloat16"
     rows = []
     print_row(["model", "size", "runtime", "median ms", "file MB"])

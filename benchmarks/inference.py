@@ -98,7 +98,7 @@ def main():
     print("| --- | --- | --- | --- | --- | --- |")
     rng = np.random.default_rng(0)
     for preset in args.presets:
-        model = kyv7.YOLOv7Detector.from_preset(preset, num_classes=80)
+        model = kyv7.YOLOv7ObjectDetector.from_preset(preset, num_classes=80)
         fused = model.get_fused()
         for size in args.sizes:
             images = rng.uniform(0, 255, (1, size, size, 3)).astype("float32")

@@ -32,7 +32,7 @@ OFFICIAL_IMAGES_PER_SECOND = {("yolov7_tiny", 640, 8): 2.42, ("yolov7", 640, 4):
 
 def measure(preset, size, batch, jit, warmup, repeats):
     images, targets, names = make_synthetic_arrays(batch, image_size=size, seed=0)
-    model = kyv7.YOLOv7Detector.from_preset(preset, num_classes=80)
+    model = kyv7.YOLOv7ObjectDetector.from_preset(preset, num_classes=80)
     optimizer, _ = make_training_setup(model, epochs=300, steps_per_epoch=1000, batch_size=batch)
     model.compile(optimizer=optimizer, jit_compile=jit)
     for _ in range(warmup):

@@ -89,7 +89,7 @@ def train(args):
     keras.utils.set_random_seed(args.seed)
     train_set, val_set = make_data(output / "data", args)
 
-    model = kyv7.YOLOv7Detector.from_preset(
+    model = kyv7.YOLOv7ObjectDetector.from_preset(
         "yolov7_tiny", num_classes=train_set.num_classes, class_names=train_set.class_names
     )
     augmentation = dataclasses.replace(AugmentationConfig.for_preset("yolov7_tiny"), scale=0.25)

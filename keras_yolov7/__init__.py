@@ -9,13 +9,16 @@ from keras_yolov7 import losses
 from keras_yolov7 import models
 from keras_yolov7 import ops
 from keras_yolov7 import training
-from keras_yolov7.models import YOLOv7Detector
+from keras_yolov7.models import YOLOv7Backbone
+from keras_yolov7.models import YOLOv7ImageConverter
+from keras_yolov7.models import YOLOv7ObjectDetector
+from keras_yolov7.models import YOLOv7ObjectDetectorPreprocessor
 
 __version__ = "0.1.0"
 
 # TensorFlow-based (tf.data, export) and evaluation modules load on first use, so that importing the
 # package on the JAX or PyTorch backend does not pull TensorFlow in.
-_LAZY = ("data", "evaluation", "export")
+_LAZY = ("data", "evaluation", "export", "visualization")
 
 
 def __getattr__(name):
@@ -24,4 +27,17 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_yolov7' has no attribute {name!r}")
 
 
-__all__ = ["YOLOv7Detector", "convert", "datasets", "layers", "losses", "models", "ops", "training", *_LAZY]
+__all__ = [
+    "YOLOv7Backbone",
+    "YOLOv7ImageConverter",
+    "YOLOv7ObjectDetector",
+    "YOLOv7ObjectDetectorPreprocessor",
+    "convert",
+    "datasets",
+    "layers",
+    "losses",
+    "models",
+    "ops",
+    "training",
+    *_LAZY,
+]

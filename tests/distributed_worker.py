@@ -142,7 +142,7 @@ def build_model():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(MODEL_DTYPE)
     try:
-        return kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=NUM_CLASSES)
+        return kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=NUM_CLASSES)
     finally:
         keras.config.set_dtype_policy(previous)
 

@@ -21,7 +21,6 @@ from keras_yolov7.cli import main
 from keras_yolov7.cli.errors import CLIError
 from keras_yolov7.cli.hyperparameters import parse_hyperparameters
 from keras_yolov7.cli.hyperparameters import route_hyperparameters
-from keras_yolov7.cli.images import letterbox
 from keras_yolov7.cli.runs import new_run_directory
 from keras_yolov7.cli.weights import inference_model
 from keras_yolov7.cli.weights import model_for_dataset
@@ -66,7 +65,7 @@ def trained(tmp_path_factory):
 def checkpoint_pt(tmp_path_factory):
     """An official-style state_dict `.pt` of a 3-class yolov7_tiny, and the Keras model."""
     torch = pytest.importorskip("torch")
-    model = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3)
+    model = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=3)
     state_dict = kyv7.convert.to_torch_state_dict(model)
     path = tmp_path_factory.mktemp("pt") / "tiny3.pt"
     torch.save(
@@ -169,7 +168,7 @@ def test_train_saves_loadable_last_and_best_weights(trained):
     last = keras.models.load_model(run_dir / "weights" / "last.keras", compile=False)
     best = keras.models.load_model(run_dir / "weights" / "best.keras", compile=False)
     for model, name in ((last, "last.keras"), (best, "best.keras")):
-        assert isinstance(model, kyv7.YOLOv7Detector)
+        assert isinstance(model, kyv7.YOLOv7ObjectDetector)
         assert model.num_classes == 5 and model.class_names == list(SYNTHETIC_CLASS_NAMES)
         # float32 weights without optimizer state (which would double the file at least).
         weight_bytes = sum(w.size * 4 for w in model.get_weights())
@@ -188,18 +187,22 @@ def test_run_directories_are_numbered(tmp_path):
 
 def test_weights_of_another_class_count_keep_all_but_the_class_outputs(checkpoint_pt):
     _, source = checkpoint_pt
-    model, copied, total = model_for_dataset(source, 5, list(SYNTHETIC_CLASS_NAMES))
+    model = model_for_dataset(source, 5, list(SYNTHETIC_CLASS_NAMES))
     assert model.num_classes == 5 and model.class_names == list(SYNTHETIC_CLASS_NAMES)
     # The lead head's 3 output convs (kernel, bias) and 3 implicit multipliers depend on the
-    # class count; every other weight is copied.
-    assert total - copied == 9
+    # class count: their box and objectness channels are copied, the class ones start fresh.
     sources = {w.path: keras.ops.convert_to_numpy(w) for w in source.weights}
+    per_anchor = 0
     for weight in model.weights:
         value = keras.ops.convert_to_numpy(weight)
         if sources[weight.path].shape == value.shape:
             np.testing.assert_array_equal(value, sources[weight.path], err_msg=weight.path)
         else:
             assert "lead_head" in weight.path
+            per_anchor += 1
+            old = sources[weight.path].reshape(sources[weight.path].shape[:-1] + (3, 8))
+            np.testing.assert_array_equal(value.reshape(value.shape[:-1] + (3, 10))[..., :5], old[..., :5])
+    assert per_anchor == 9
 
 
 def test_hyperparameters_from_files_and_pairs(tmp_path):
@@ -366,12 +369,12 @@ def test_predict_auto_precision_says_what_it_chose(trained, image_folder, tmp_pa
 
 
 def test_inference_model_is_fused_xyxy_and_takes_any_size():
-    model = kyv7.YOLOv7Detector.from_preset(
+    model = kyv7.YOLOv7ObjectDetector.from_preset(
         "yolov7_tiny", num_classes=2, image_size=64, bounding_box_format="center_xywh"
     )
     flexible = inference_model(model)
     assert flexible.fused and flexible.bounding_box_format == "xyxy"
-    assert flexible.image_size is None
+    assert flexible.image_size == (64, 64)  # the network size travels with the model
     images = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(flexible(images)[0]),
@@ -379,16 +382,6 @@ def test_inference_model_is_fused_xyxy_and_takes_any_size():
         atol=1e-3,
     )
     assert flexible(np.zeros((1, 32, 96, 3), "float32"))[0].shape[1:3] == (4, 12)
-
-
-def test_letterbox_matches_the_official_rectangular_shapes():
-    image = np.zeros((300, 100, 3), np.uint8)
-    padded, scale, pad = letterbox(image, 64, 32)
-    assert padded.shape == (64, 32, 3) and scale == pytest.approx(64 / 300) and pad == (5, 0)
-    padded, scale, pad = letterbox(np.zeros((1, 1, 3), np.uint8), 64, 32)
-    assert padded.shape == (64, 64, 3) and scale == 64 and pad == (0, 0)
-    padded, _, pad = letterbox(np.full((40, 64, 3), 7, np.uint8), 64, 32)
-    assert pad == (0, 12) and (padded[:12] == 114).all() and (padded[12:52] == 7).all()
 
 
 def test_predict_bad_sources_are_one_line_errors(trained, image_folder, tmp_path):
@@ -555,7 +548,7 @@ def test_bad_weights_are_one_line_errors(trained, tmp_path):
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(other)
     assert_one_line_error(
         run_cli("val", "--weights", other, "--data", data),
-        "holds a Sequential, not a YOLOv7Detector",
+        "holds a Sequential, not a YOLOv7ObjectDetector",
     )
     not_pt = tmp_path / "fake.pt"
     not_pt.write_text("not a checkpoint")

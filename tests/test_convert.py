@@ -45,7 +45,7 @@ def test_forward_matches_official_outputs(preset):
     ref = np.load(FIXTURES / "forward" / f"{OFFICIAL_NAMES[preset]}_256.npz")
     state_dict, rng = seeded_state_dict(official_keys(preset), int(ref["seed"]))
     images = rng.random((2, 3, 256, 256), dtype=np.float32).transpose(0, 2, 3, 1) * 255
-    model = kyv7.YOLOv7Detector.from_preset(preset, num_classes=80)
+    model = kyv7.YOLOv7ObjectDetector.from_preset(preset, num_classes=80)
     load_torch_state_dict(model, state_dict)
     raw = model(images, training=False)
     for level in range(model.num_levels):
@@ -63,7 +63,7 @@ def test_forward_matches_official_outputs(preset):
 def test_round_trip_reproduces_the_state_dict():
     keys = official_keys("yolov7_tiny")
     state_dict, _ = seeded_state_dict(keys, 7)
-    model = load_torch_state_dict(kyv7.YOLOv7Detector.from_preset("yolov7_tiny"), state_dict)
+    model = load_torch_state_dict(kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny"), state_dict)
     exported = to_torch_state_dict(model)
     assert list(exported) == [name for name, _ in keys]
     for name, value in state_dict.items():
@@ -73,11 +73,11 @@ def test_round_trip_reproduces_the_state_dict():
 
 
 def test_round_trip_through_a_fresh_model_with_auxiliary_head():
-    source = kyv7.YOLOv7Detector.from_preset("yolov7_w6", num_classes=5)
+    source = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_w6", num_classes=5)
     rng = np.random.default_rng(0)
     for w in source.weights:
         w.assign(rng.normal(size=tuple(w.shape)).astype("float32"))
-    target = load_torch_state_dict(kyv7.YOLOv7Detector.from_preset("yolov7_w6", num_classes=5),
+    target = load_torch_state_dict(kyv7.YOLOv7ObjectDetector.from_preset("yolov7_w6", num_classes=5),
                                    to_torch_state_dict(source))
     for a, b in zip(source.weights, target.weights, strict=True):
         np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b), err_msg=a.path)
@@ -88,13 +88,13 @@ def test_anchors_come_from_the_state_dict():
     grid = np.arange(1, 19, dtype=np.float32).reshape(3, 1, 3, 1, 1, 2)
     state_dict["model.77.anchor_grid"] = grid
     state_dict["model.77.anchors"] = grid.reshape(3, 3, 2) / np.array([8, 16, 32], np.float32)[:, None, None]
-    model = load_torch_state_dict(kyv7.YOLOv7Detector.from_preset("yolov7_tiny"), state_dict)
+    model = load_torch_state_dict(kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny"), state_dict)
     np.testing.assert_array_equal(model.anchors, grid.reshape(3, 3, 2))
 
 
 def test_strict_errors_name_the_keys():
     state_dict, _ = seeded_state_dict(official_keys("yolov7_tiny"), 1)
-    model = kyv7.YOLOv7Detector.from_preset("yolov7_tiny")
+    model = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny")
 
     missing = dict(state_dict)
     del missing["model.4.conv.weight"]
@@ -113,17 +113,17 @@ def test_strict_errors_name_the_keys():
 def test_errors_for_another_class_count_or_preset():
     state_dict, _ = seeded_state_dict(official_keys("yolov7_tiny"), 1)
     with pytest.raises(ValueError, match=r"the state_dict has 80 classes; build the model with num_classes=80"):
-        load_torch_state_dict(kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3), state_dict)
+        load_torch_state_dict(kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=3), state_dict)
     with pytest.raises(ValueError, match=r"looks like preset 'yolov7_tiny'"):
-        load_torch_state_dict(kyv7.YOLOv7Detector.from_preset("yolov7"), state_dict)
+        load_torch_state_dict(kyv7.YOLOv7ObjectDetector.from_preset("yolov7"), state_dict)
 
 
 def test_fused_or_repconvn_models_are_refused():
     state_dict, _ = seeded_state_dict(official_keys("yolov7_tiny"), 1)
-    fused = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", fused=True)
+    fused = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", fused=True)
     with pytest.raises(ValueError, match="load into a model built with fused=False, then call get_fused"):
         load_torch_state_dict(fused, state_dict)
-    rep = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", elan_chain_block="repconvn")
+    rep = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", elan_chain_block="repconvn")
     with pytest.raises(ValueError, match="elan_chain_block='repconvn'"):
         load_torch_state_dict(rep, state_dict)
 

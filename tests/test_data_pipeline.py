@@ -23,12 +23,12 @@ from PIL import Image
 from keras_yolov7.data import AugmentationConfig
 from keras_yolov7.data import DetectionDataset
 from keras_yolov7.data import ImageRecord
-from keras_yolov7.data import boxes_to_original
 from keras_yolov7.data import make_train_dataset
 from keras_yolov7.data import make_val_dataset
 from keras_yolov7.data import plot_augmented_samples
 from keras_yolov7.data import read_coco
 from keras_yolov7.data import read_yolo
+from keras_yolov7 import ops as kyv7_ops
 
 SIZE = 128
 GEOMETRY = AugmentationConfig(
@@ -39,6 +39,23 @@ GEOMETRY = AugmentationConfig(
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     return synthetic_dataset(tmp_path_factory.mktemp("synthetic"), num_images=8)
+
+
+def boxes_to_original(boxes, scale, pad, original_size=None):
+    """The package's mapping back to original pixels (keras.ops), on one image or a batch."""
+    single = np.ndim(boxes) == 2
+    if single:
+        boxes, scale, pad = boxes[None], [scale], [pad]
+        original_size = None if original_size is None else [original_size]
+    mapped = keras.ops.convert_to_numpy(
+        kyv7_ops.boxes_to_original(
+            np.asarray(boxes, np.float32),
+            np.asarray(scale, np.float32),
+            np.asarray(pad, np.float32),
+            None if original_size is None else np.asarray(original_size),
+        )
+    )
+    return mapped[0] if single else mapped
 
 
 def batches(dataset, count=None):

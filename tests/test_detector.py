@@ -1,4 +1,4 @@
-"""YOLOv7Detector as a Keras task: compile/fit/evaluate/predict on the current backend."""
+"""YOLOv7ObjectDetector as a Keras task: compile/fit/evaluate/predict on the current backend."""
 
 import keras
 import numpy as np
@@ -21,7 +21,7 @@ def data():
 
 
 def small_model(num_classes=5, **kwargs):
-    return kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=num_classes, **kwargs)
+    return kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=num_classes, **kwargs)
 
 
 def test_compile_defaults_then_fit_uses_the_official_recipe(data):
@@ -77,7 +77,7 @@ def test_batch_without_any_box_trains(data, adam_model):
 def test_non_finite_loss_stops_training(data, adam_model):
     images, targets, _ = data
     saved = adam_model.get_weights()
-    kernel = adam_model.get_layer("conv_0").conv.kernel
+    kernel = adam_model.backbone.get_layer("conv_0").conv.kernel
     kernel.assign(np.full(tuple(kernel.shape), np.nan, "float32"))
     try:
         with pytest.raises(NonFiniteLossError, match=r"the loss became nan at epoch 1, batch 1"):
@@ -154,9 +154,10 @@ def test_compile_picks_the_faster_train_step_for_the_device():
         assert model.jit_compile is False
 
 
-def test_compile_rejects_fused_models_and_foreign_losses():
-    with pytest.raises(ValueError, match="fused"):
-        small_model(fused=True).compile()
+def test_fit_rejects_fused_models_and_compile_foreign_losses(data):
+    images, targets, _ = data
+    with pytest.raises(ValueError, match=r"this detector is fused \(inference only\)"):
+        small_model(fused=True).fit(images, targets, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="loss must be 'auto' or a keras_yolov7.losses.YOLOv7Loss"):
         small_model().compile(loss="mse")
 

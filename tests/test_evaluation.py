@@ -1,13 +1,18 @@
 """COCO evaluation, per-class metrics, model evaluation and the evaluation callback."""
 
+import contextlib
 import csv
+import io
 import json
 
 import keras
 import numpy as np
 import pytest
+from fixtures.data_factory import write_coco_dataset
+from PIL import Image
 
 import keras_yolov7
+from keras_yolov7.data import read_coco
 from keras_yolov7.data.records import DetectionDataset
 from keras_yolov7.data.records import ImageRecord
 from keras_yolov7.evaluation import COCOEvaluationCallback
@@ -16,6 +21,7 @@ from keras_yolov7.evaluation import evaluate_detections
 from keras_yolov7.evaluation import metrics
 from keras_yolov7.evaluation import predict_dataset
 from keras_yolov7.evaluation import callback as callback_module
+from keras_yolov7.evaluation.coco import COCO_STAT_NAMES
 from keras_yolov7.ops import postprocess
 
 COCO_BACKENDS = ["pycocotools", "faster_coco_eval"]
@@ -132,20 +138,86 @@ def test_backends_give_equal_numbers(coco_tiny):
     np.testing.assert_allclose(a["per_class"]["AP"], b["per_class"]["AP"], atol=1e-9)
 
 
-def test_perturbed_detections_score_lower_and_annotation_file_agrees(coco_tiny, shared_data):
-    detections = perturbed_detections(coco_tiny)
-    result = evaluate_detections(coco_tiny, detections)
+def test_perturbed_detections_score_lower(coco_tiny):
+    result = evaluate_detections(coco_tiny, perturbed_detections(coco_tiny))
     assert 0.2 < result["mAP"] < result["mAP50"] < 1.0
     assert result["mAP75"] < result["mAP50"]
     assert 0 < result["precision"] < 1 and 0 < result["recall"] < 1
-    # The JSON itself as ground truth: the same boxes, so the same AP over all areas.
-    official = evaluate_detections(
-        coco_tiny,
-        detections,
-        annotation_file=shared_data / "coco_tiny" / "annotations" / "instances_val2017.json",
-    )
-    for key in ("mAP", "mAP50", "mAP75", "AR100"):
-        assert official[key] == pytest.approx(result[key], abs=1e-6), key
+    assert result["dropped_annotations"] == {} and result["skipped_images"] == {}
+
+
+@pytest.mark.parametrize("coco_backend", COCO_BACKENDS)
+def test_records_of_a_clean_json_give_the_official_numbers(shared_data, coco_backend):
+    """Ground truth built from read_coco's records (with the JSON's segmentation areas) equals
+    pycocotools run on the JSON file itself, all 12 numbers, small / medium / large included."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    path = shared_data / "coco_tiny" / "annotations" / "instances_val2017.json"
+    dataset = read_coco(path)
+    assert dataset.problems == {}
+    detections = perturbed_detections(dataset, seed=1)
+    result = evaluate_detections(dataset, detections, coco_backend=coco_backend)
+    with contextlib.redirect_stdout(io.StringIO()):
+        official = COCO(str(path))
+        results = official.loadRes(detections_to_coco(dataset, detections))
+        evaluator = COCOeval(official, results, "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    for name, value in zip(COCO_STAT_NAMES, evaluator.stats):
+        assert result[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_annotations_the_reader_dropped_are_not_scored(tmp_path, capsys):
+    """A COCO JSON with annotations the reader rejects: detections equal to what it kept score
+    1.0 (the raw JSON as ground truth counted the rejected ones as misses, or failed on them),
+    and the result says what was left out."""
+    image = io.BytesIO()
+    Image.new("RGB", (100, 80), (90, 90, 90)).save(image, "PNG")
+    images = {f"{i}.png": image.getvalue() for i in range(3)}
+    entries = [{"id": i, "file_name": f"{i}.png", "width": 100, "height": 80} for i in range(3)]
+    entries.append({"id": 3, "file_name": "missing.png", "width": 100, "height": 80})
+
+    def box(i, image_id, category_id, bbox, **extra):
+        return {"id": i, "image_id": image_id, "category_id": category_id, "bbox": bbox,
+                "iscrowd": 0, "area": 1.0 if bbox == "x" else 400.0, **extra}  # fmt: skip
+
+    annotations = [
+        box(1, 0, 1, [10, 10, 20, 20]),
+        box(2, 1, 2, [30, 20, 30, 40]),
+        box(3, 2, 1, [5, 5, 50, 50]),
+        box(4, 0, 7, [50, 40, 20, 20]),  # unknown category
+        box(5, 1, 1, "10, 10, 5, 5"),  # bbox as a string
+        box(6, 2, 2, [60, 10, 0, 30]),  # zero width
+        box(7, 2, 2, [200, 200, 10, 10]),  # outside the image
+        box(8, 3, 1, [10, 10, 20, 20]),  # on an image whose file is missing
+        box(9, 9, 1, [10, 10, 20, 20]),  # unknown image
+    ]
+    categories = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    dataset = read_coco(write_coco_dataset(tmp_path, images, entries, annotations, categories))
+    assert sum(len(r.labels) for r in dataset.records) == 3
+    expected = {
+        "unknown category id": 1,
+        "malformed bbox": 1,
+        "zero-area or negative box": 1,
+        "box outside image": 1,
+        "annotation of a skipped image": 1,
+        "annotation for unknown image id": 1,
+    }
+    assert dataset.dropped_annotations == expected
+    assert dataset.skipped_images == {"missing image": 1}
+    for coco_backend in COCO_BACKENDS:
+        result = evaluate_detections(
+            dataset, ground_truth_detections(dataset), coco_backend=coco_backend, verbose=True
+        )
+        for key in ("mAP", "mAP50", "mAP75", "precision", "recall"):
+            assert result[key] == pytest.approx(1.0), (coco_backend, key)
+        assert result["dropped_annotations"] == expected
+        assert result["skipped_images"] == {"missing image": 1}
+        printed = capsys.readouterr().out.splitlines()[-1]
+        assert printed.startswith("not scored, left out by the dataset reader: 6 annotations (")
+        assert "1 unknown category id" in printed and "; 1 images (1 missing image)" in printed
 
 
 def test_labels_map_back_to_the_json_category_ids(coco_tiny, tmp_path):
@@ -328,7 +400,7 @@ def tiny_validation_set(num_batches=2, batch=2, size=64):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    return keras_yolov7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=2)
+    return keras_yolov7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=2)
 
 
 def test_predict_dataset_maps_model_outputs_to_original_pixels(tiny_model):

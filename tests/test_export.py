@@ -61,7 +61,7 @@ def responsive(model):
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(1)
-    return responsive(kyv7.YOLOv7Detector(MICRO, num_classes=CLASSES))
+    return responsive(kyv7.YOLOv7ObjectDetector(kyv7.YOLOv7Backbone(MICRO), num_classes=CLASSES))
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +271,7 @@ def test_real_network_int8_is_integer_and_one_delegate_partition(tmp_path):
     """yolov7_tiny int8: every network op int8, and XNNPACK takes the whole graph."""
     from ai_edge_litert.interpreter import Interpreter
 
-    model = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=2)
+    model = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=2)
     path = tmp_path / "tiny_int8.tflite"
     result = kyv7.export.export(
         model,

@@ -38,7 +38,7 @@ TINY_NET = {
 
 @pytest.fixture(scope="module")
 def model():
-    return kyv7.YOLOv7Detector(TINY_NET, num_classes=2)
+    return kyv7.YOLOv7ObjectDetector(kyv7.YOLOv7Backbone(TINY_NET), num_classes=2)
 
 
 def test_fixed_size_model_is_fused_and_equal(model):
@@ -115,7 +115,7 @@ def test_unwritable_or_wrong_kind_of_path(model, tmp_path):
         kyv7.export.export(model, tmp_path / "folder.tflite", image_size=SIZE)
     with pytest.raises(ValueError, match="is a file; a SavedModel export needs a directory"):
         kyv7.export.export(model, blocker, format="saved_model", image_size=SIZE)
-    with pytest.raises(TypeError, match="model must be a YOLOv7Detector"):
+    with pytest.raises(TypeError, match="model must be a YOLOv7ObjectDetector"):
         kyv7.export.export(object(), tmp_path / "m.tflite")
 
 

@@ -58,10 +58,13 @@ def model():
     """A small network whose head is scaled so that 15 to 35 detections per image pass 0.25,
     with scores well apart (an untrained head keeps every score near 0.001)."""
     keras.utils.set_random_seed(0)
-    detector = kyv7.YOLOv7Detector(
-        NET,
+    preprocessor = kyv7.YOLOv7ObjectDetectorPreprocessor(
+        kyv7.YOLOv7ImageConverter(image_size=SIZE), class_names=list(SYNTHETIC_CLASS_NAMES)
+    )
+    detector = kyv7.YOLOv7ObjectDetector(
+        kyv7.YOLOv7Backbone(NET),
         num_classes=len(SYNTHETIC_CLASS_NAMES),
-        class_names=list(SYNTHETIC_CLASS_NAMES),
+        preprocessor=preprocessor,
         max_detections=MAX_DETECTIONS,
     )
     for weight in detector.get_layer("lead_head").weights:

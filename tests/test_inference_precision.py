@@ -44,7 +44,7 @@ NET = {
 def model():
     """The fused network with its head scaled so that 15 to 40 detections pass 0.25."""
     keras.utils.set_random_seed(0)
-    detector = kyv7.YOLOv7Detector(NET, num_classes=5, max_detections=50)
+    detector = kyv7.YOLOv7ObjectDetector(kyv7.YOLOv7Backbone(NET), num_classes=5, max_detections=50)
     for weight in detector.get_layer("lead_head").weights:
         value = keras.ops.convert_to_numpy(weight)
         if "conv" in weight.path and "kernel" in weight.path:

@@ -171,10 +171,10 @@ def test_from_detector_picks_the_family_gains():
 def test_from_detector_reads_a_real_detector():
     if keras.backend.backend() == "jax":
         pytest.skip("building a detector eagerly on JAX compiles every initializer (~40 s); same Python")
-    from keras_yolov7 import YOLOv7Detector
+    from keras_yolov7 import YOLOv7ObjectDetector
 
     case = load_case("p5_tiny_160")
-    model = YOLOv7Detector.from_preset("yolov7_tiny", num_classes=80)
+    model = YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=80)
     loss = YOLOv7Loss.from_detector(model, clip_boxes=False)
     assert loss.get_config() == case_loss(case, "tiny").get_config()
 

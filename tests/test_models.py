@@ -45,7 +45,7 @@ def numpy_outputs(outputs):
 @pytest.mark.parametrize("preset", list(OFFICIAL_PARAMETERS))
 def test_preset_parameters_and_fused_equivalence(preset):
     train_count, fused_count, gflops, input_size = OFFICIAL_PARAMETERS[preset]
-    model = kyv7.YOLOv7Detector.from_preset(preset, num_classes=80)
+    model = kyv7.YOLOv7ObjectDetector.from_preset(preset, num_classes=80)
     assert parameters(model) == train_count
 
     randomize_statistics(model)
@@ -69,7 +69,7 @@ def test_preset_parameters_and_fused_equivalence(preset):
 
 
 def test_num_classes_sets_head_width_and_decode_shapes():
-    model = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3)
+    model = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=3)
     images = np.zeros((2, 64, 96, 3), "uint8")
     raw = model(images)
     assert [tuple(r.shape) for r in raw] == [(2, 8, 12, 3, 8), (2, 4, 6, 3, 8), (2, 2, 3, 3, 8)]
@@ -93,8 +93,8 @@ def test_decode_matches_the_formula():
 
 
 def test_repconvn_elan_option_trains_as_branches_and_fuses_exactly():
-    model = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=2, elan_chain_block="repconvn")
-    plain = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=2)
+    model = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=2, elan_chain_block="repconvn")
+    plain = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=2)
     assert parameters(model) > parameters(plain)
     randomize_statistics(model)
     images = np.random.default_rng(2).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
@@ -106,14 +106,14 @@ def test_repconvn_elan_option_trains_as_branches_and_fuses_exactly():
 
 @pytest.mark.parametrize("preset", ["yolov7_tiny", "yolov7_w6"])
 def test_save_and_load_keras_format(tmp_path, preset):
-    model = kyv7.YOLOv7Detector.from_preset(preset, num_classes=4)
+    model = kyv7.YOLOv7ObjectDetector.from_preset(preset, num_classes=4)
     randomize_statistics(model)
     size = 2 * max(model.strides)
     images = np.random.default_rng(3).uniform(0, 255, (1, size, size, 3)).astype("float32")
     path = tmp_path / f"{preset}.keras"
     model.save(path)
     restored = keras.models.load_model(path)
-    assert isinstance(restored, kyv7.YOLOv7Detector)
+    assert isinstance(restored, kyv7.YOLOv7ObjectDetector)
     assert restored.num_classes == 4 and restored.architecture == preset
     np.testing.assert_array_equal(restored.anchors, model.anchors)
     for a, b in zip(numpy_outputs(restored(images)), numpy_outputs(model(images))):
@@ -121,7 +121,7 @@ def test_save_and_load_keras_format(tmp_path, preset):
 
 
 def test_fused_model_saves_and_loads(tmp_path):
-    fused = kyv7.YOLOv7Detector.from_preset("yolov7", num_classes=2).get_fused()
+    fused = kyv7.YOLOv7ObjectDetector.from_preset("yolov7", num_classes=2).get_fused()
     images = np.random.default_rng(4).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
     path = tmp_path / "fused.keras"
     fused.save(path)
@@ -132,33 +132,35 @@ def test_fused_model_saves_and_loads(tmp_path):
     )
 
 
-def test_fixed_image_size_and_custom_anchors():
+def test_static_image_shape_network_size_and_custom_anchors():
     anchors = np.arange(18, dtype="float32").reshape(3, 3, 2) + 1
-    model = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=1, image_size=(64, 96), anchors=anchors)
-    assert tuple(model.input_shape) == (None, 64, 96, 3)
+    model = kyv7.YOLOv7ObjectDetector.from_preset(
+        "yolov7_tiny", num_classes=1, image_shape=(64, 96, 3), image_size=(64, 96), anchors=anchors
+    )
+    assert tuple(model.input_shape) == (None, 64, 96, 3) and model.image_size == (64, 96)
     np.testing.assert_array_equal(model.anchors, anchors)
     assert model.get_config()["anchors"] == anchors.tolist()
 
 
 def test_bad_input_messages():
     with pytest.raises(ValueError, match=r"unknown preset 'yolov8'; expected one of \["):
-        kyv7.YOLOv7Detector.from_preset("yolov8")
-    model = kyv7.YOLOv7Detector.from_preset("yolov7_tiny", num_classes=2)
+        kyv7.YOLOv7ObjectDetector.from_preset("yolov8")
+    model = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=2)
     with pytest.raises(ValueError, match="width 100 is not a multiple of the model's largest stride 32"):
         model(np.zeros((1, 64, 100, 3), "float32"))
     with pytest.raises(ValueError, match=r"images must have shape \(batch, height, width, 3\) \(RGB\), got \(1, 64, 64, 1\)"):
         model(np.zeros((1, 64, 64, 1), "float32"))
-    p6 = kyv7.YOLOv7Detector.from_preset("yolov7_w6", num_classes=2)
+    p6 = kyv7.YOLOv7ObjectDetector.from_preset("yolov7_w6", num_classes=2)
     with pytest.raises(ValueError, match="height 96 is not a multiple of the model's largest stride 64"):
         p6(np.zeros((1, 96, 128, 3), "float32"))
     with pytest.raises(ValueError, match=r"anchors must have shape \(3, 3, 2\)"):
-        kyv7.YOLOv7Detector.from_preset("yolov7_tiny", anchors=np.ones((4, 3, 2)))
+        kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny", anchors=np.ones((4, 3, 2)))
 
 
 def test_hyperparameter_family_of_each_preset():
-    families = {name: kyv7.models.ARCHITECTURES[name]["family"] for name in kyv7.YOLOv7Detector.presets}
+    families = {name: arch["family"] for name, arch in kyv7.models.ARCHITECTURES.items()}
     assert families == {
         "yolov7_tiny": "tiny", "yolov7": "p5", "yolov7x": "p5", "yolov7_w6": "p6", "yolov7_e6": "p6",
         "yolov7_d6": "p6", "yolov7_e6e": "p6",
     }
-    assert kyv7.YOLOv7Detector.from_preset("yolov7_tiny").family == "tiny"
+    assert kyv7.YOLOv7ObjectDetector.from_preset("yolov7_tiny").family == "tiny"

@@ -133,7 +133,7 @@ def test_parameter_groups_of_yolov7_blocks():
 @(pytest.mark.slow if BACKEND == "jax" else lambda test: test)
 def test_parameter_groups_match_official_yolov7_tiny():
     """Tensor and element counts per group equal the official pg0 / pg1 / pg2 of yolov7-tiny."""
-    from keras_yolov7 import YOLOv7Detector
+    from keras_yolov7 import YOLOv7ObjectDetector
 
     official = {"no_decay": [0, 0], "decay": [0, 0], "bias": [0, 0]}
     lines = (FIXTURES / "yolov7-tiny.training.txt").read_text().splitlines()
@@ -150,7 +150,7 @@ def test_parameter_groups_match_official_yolov7_tiny():
             continue
         official[group][0] += 1
         official[group][1] += size
-    model = YOLOv7Detector.from_preset("yolov7_tiny", num_classes=80)
+    model = YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=80)
     groups = training.parameter_groups(model)
     ours = {
         name: [len(variables), sum(int(np.prod(v.shape)) for v in variables)]

@@ -111,8 +111,20 @@ def add_run_directory(parser, project):
     )
 
 
+def add_allow_outside_root(parser):
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="read dataset files outside the dataset root (a data YAML's folder, a COCO image "
+        "folder, a VOC folder): a `path:` or split entry, a listed image, a COCO file_name or a "
+        "VOC filename with `..` or an absolute path. Without it, such a YAML is refused and "
+        "such images are skipped",
+    )
+
+
 def add_dataset(parser, split_help):
-    """--data, --split and --image-dir, for the commands that read one split of a dataset."""
+    """--data, --split, --image-dir and --allow-outside-root, for the commands that read one
+    split of a dataset."""
     parser.add_argument(
         "--data",
         required=True,
@@ -126,6 +138,7 @@ def add_dataset(parser, split_help):
         metavar="DIR",
         help="COCO JSON only: folder of the images (default: inferred from the JSON's location)",
     )
+    add_allow_outside_root(parser)
 
 
 def add_image_size(parser, default_help):

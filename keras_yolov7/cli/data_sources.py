@@ -5,7 +5,7 @@ import pathlib
 from keras_yolov7.cli.errors import CLIError
 
 
-def read_split(data, split, image_dir=None):
+def read_split(data, split, image_dir=None, allow_outside_root=False):
     """One split of a dataset given on the command line.
 
     Args:
@@ -13,6 +13,7 @@ def read_split(data, split, image_dir=None):
             folder or a folder with `annotations/instances_<split>*.json`.
         split: "train", "val", ... (unused for a COCO JSON file).
         image_dir: COCO JSON only: the folder of its images (default: inferred).
+        allow_outside_root: --allow-outside-root (see the readers).
 
     Returns:
         A `DetectionDataset`.
@@ -28,8 +29,8 @@ def read_split(data, split, image_dir=None):
             raise CLIError(f"--image-dir is for a COCO JSON file; {data} is not a .json file")
         if not pathlib.Path(image_dir).is_dir():
             raise CLIError(f"image folder {str(image_dir)!r} does not exist")
-        return read_coco(path, image_dir)
-    return read_dataset(path, split)
+        return read_coco(path, image_dir, allow_outside_root=allow_outside_root)
+    return read_dataset(path, split, allow_outside_root=allow_outside_root)
 
 
 def validation_source(data, val_data, val_split):
@@ -54,7 +55,9 @@ def validation_source(data, val_data, val_split):
 
 
 def describe(dataset, name):
-    """One line about a dataset: images, boxes, classes and the problems met reading it."""
+    """One line about a dataset: images, boxes, classes and, when reading it met problems, how
+    many images it skipped and annotations it dropped (the reader's logged warning lists the
+    problems by kind with an example file each)."""
     boxes = sum(len(record.labels) for record in dataset.records)
     negatives = sum(len(record.labels) == 0 for record in dataset.records)
     line = (
@@ -62,6 +65,10 @@ def describe(dataset, name):
         f"{dataset.num_classes} classes"
     )
     if dataset.problems:
-        found = ", ".join(f"{count} {problem}" for problem, count in dataset.problems.items())
-        line += f"; skipped or fixed: {found}"
+        images = sum(dataset.skipped_images.values())
+        annotations = sum(dataset.dropped_annotations.values())
+        line += (
+            f"; {sum(dataset.problems.values())} input problems: {images} images skipped, "
+            f"{annotations} annotations dropped (listed above)"
+        )
     return line

@@ -25,7 +25,9 @@ NOT_IMPLEMENTED = {"paste_in": "needs instance masks"}
 
 def parse_hyperparameters(items):
     """`--hyp` items (YAML files and KEY=VALUE pairs, later ones win) -> `{key: float}`."""
-    import yaml
+    from keras_yolov7.data.checks import read_yaml
+    from keras_yolov7.data.checks import shown
+    from keras_yolov7.data.checks import shown_value
 
     values = {}
     for item in items or ():
@@ -41,15 +43,16 @@ def parse_hyperparameters(items):
             raise CLIError(
                 f"--hyp {item}: expected KEY=VALUE or a YAML file, and no such file exists"
             )
-        with open(path) as file:
-            loaded = yaml.safe_load(file) or {}
+        loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise CLIError(
                 f"--hyp {item}: expected a mapping of hyperparameters, got {type(loaded).__name__}"
             )
         for key, value in loaded.items():
             if not isinstance(value, (int, float)):
-                raise CLIError(f"--hyp {item}: {key} is {value!r}, expected a number")
+                raise CLIError(
+                    f"--hyp {item}: {shown(str(key))} is {shown_value(value)}, expected a number"
+                )
             values[str(key)] = float(value)
     return values
 

@@ -10,7 +10,7 @@ from keras_yolov7.cli.errors import CLIError
 
 
 def load_model(path):
-    """A `YOLOv7Detector` from a `.keras` file saved by keras-yolov7 or an official `.pt`
+    """A `YOLOv7ObjectDetector` from a `.keras` file saved by keras-yolov7 or an official `.pt`
     checkpoint, by extension.
 
     Raises:
@@ -41,13 +41,30 @@ def load_model(path):
             warnings.simplefilter("ignore", UserWarning)
             model = keras.models.load_model(path, compile=False)
     except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as error:
+        if _saved_class_name(path) == "YOLOv7Detector":
+            raise CLIError(
+                f"{path} was saved by keras_yolov7 0.1 (class YOLOv7Detector), whose format this "
+                "version does not read: retrain, or convert the official .pt checkpoint again"
+            ) from None
         message = " ".join(str(error).split())[:300]
         raise CLIError(
             f"cannot load {path} as a Keras model ({type(error).__name__}: {message})"
         ) from None
-    if not isinstance(model, kyv7.YOLOv7Detector):
-        raise CLIError(f"{path} holds a {type(model).__name__}, not a YOLOv7Detector")
+    if not isinstance(model, kyv7.YOLOv7ObjectDetector):
+        raise CLIError(f"{path} holds a {type(model).__name__}, not a YOLOv7ObjectDetector")
     return model
+
+
+def _saved_class_name(path):
+    """The class name in a .keras file's config.json, or None."""
+    import json
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+        return config.get("class_name")
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+        return None
 
 
 def check_num_classes(model, dataset, weights, data):
@@ -61,54 +78,19 @@ def check_num_classes(model, dataset, weights, data):
 
 
 def model_for_dataset(source, num_classes, class_names):
-    """A trainable model of `source`'s architecture for a dataset, starting from its weights.
-
-    Every weight whose path and shape match is copied (`transfer_weights`); with another class
-    count, the class outputs of the head keep their fresh initialisation.
-
-    Returns:
-        `(model, copied, total)`: the new `YOLOv7Detector` and the weight counts.
-    """
-    config = source.get_config()
-    config.update(
-        num_classes=num_classes,
-        class_names=list(class_names),
-        image_size=None,
-        name=source.architecture if isinstance(source.architecture, str) else source.name,
-    )
-    model = type(source).from_config(config)
-    copied, total = transfer_weights(source, model)
-    return model, copied, total
-
-
-def transfer_weights(source, target):
-    """Copies every weight of `source` whose path and shape `target` shares (the official
-    `intersect_dicts`): all of the network when only the class count differs, except the class
-    outputs of the head, which keep their fresh initialisation.
-
-    Returns:
-        `(copied, total)` counts of target weights.
-    """
-    import keras
-
-    by_path = {weight.path: weight for weight in source.weights}
-    copied = 0
-    for weight in target.weights:
-        match = by_path.get(weight.path)
-        if match is not None and tuple(match.shape) == tuple(weight.shape):
-            weight.assign(keras.ops.convert_to_numpy(match))
-            copied += 1
-    return copied, len(target.weights)
+    """A trainable model of `source`'s architecture for a dataset, starting from its weights:
+    every weight is kept; with another class count, the class outputs of the heads start fresh
+    (`YOLOv7ObjectDetector.with_classes`)."""
+    return source.with_classes(num_classes, list(class_names))
 
 
 def inference_model(model):
-    """The fused form of `model` returning xyxy boxes, for any input size (what `predict` and
-    `val` run)."""
+    """The fused form of `model` returning xyxy boxes (what `predict` and `val` run)."""
     fused = model if model.fused else model.get_fused()
-    if fused.bounding_box_format == "xyxy" and fused.image_size is None:
+    if fused.bounding_box_format == "xyxy":
         return fused
     config = fused.get_config()
-    config.update(bounding_box_format="xyxy", image_size=None)
+    config.update(bounding_box_format="xyxy", compile=False)
     flexible = type(fused).from_config(config)
     flexible.set_weights(fused.get_weights())
     return flexible
@@ -147,12 +129,18 @@ class ModelSaver:
     (a third of the size), in float32, through one copy of the model built once."""
 
     def __init__(self, model):
+        config = model.get_config()
+        config["backbone"]["config"]["dtype"] = "float32"
+        config["compile"] = False
         with float32_policy():
-            self.copy = type(model).from_config(model.get_config())
+            self.copy = type(model).from_config(config)
         self.model = model
 
     def save(self, path):
         self.copy.set_weights(self.model.get_weights())
+        if self.model.preprocessor is not None:
+            # The network size is recorded when training starts (fit), after this copy was made.
+            self.copy.preprocessor.image_size = self.model.preprocessor.image_size
         self.copy.save(path)
 
 

@@ -256,8 +256,19 @@ def _head_layout(arch, num_classes, index, channels, auxiliary):
     return tensors
 
 
+def _find_layer(model, name):
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+        if isinstance(layer, keras.Model):
+            found = _find_layer(layer, name)
+            if found is not None:
+                return found
+    return None
+
+
 def _variable(model, tensor):
-    obj = model.get_layer(tensor.layer)
+    obj = _find_layer(model, tensor.layer)
     for step in tensor.path:
         obj = obj[step] if isinstance(step, int) or isinstance(obj, dict) else getattr(obj, step)
     return obj
@@ -299,10 +310,10 @@ def _describe(names, limit=8):
 
 
 def load_torch_state_dict(model, state_dict):
-    """Loads an official YOLOv7 training-config state_dict into a `YOLOv7Detector`, strictly.
+    """Loads an official YOLOv7 training-config state_dict into a `YOLOv7ObjectDetector`, strictly.
 
     Args:
-        model: a `YOLOv7Detector` in training form (`fused=False`) of the same architecture and
+        model: a `YOLOv7ObjectDetector` in training form (`fused=False`) of the same architecture and
             class count as the state_dict.
         state_dict: mapping from official key names (`model.0.conv.weight`, ...) to numpy arrays
             (or anything `np.asarray` accepts) in PyTorch layout. `num_batches_tracked` entries are

@@ -10,7 +10,6 @@ from keras_yolov7.data.read import read_dataset
 from keras_yolov7.data.records import DetectionDataset
 from keras_yolov7.data.records import ImageRecord
 from keras_yolov7.data.train_pipeline import make_train_dataset
-from keras_yolov7.data.val_pipeline import boxes_to_original
 from keras_yolov7.data.val_pipeline import make_val_dataset
 from keras_yolov7.data.voc import VOC_CLASSES
 from keras_yolov7.data.voc import read_voc
@@ -21,7 +20,6 @@ __all__ = [
     "AugmentationConfig",
     "DetectionDataset",
     "ImageRecord",
-    "boxes_to_original",
     "make_train_dataset",
     "make_val_dataset",
     "plot_augmented_samples",

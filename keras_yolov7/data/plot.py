@@ -1,6 +1,5 @@
 """A picture of augmented samples with their boxes, to check the augmentations by eye."""
 
-import colorsys
 import math
 
 import keras
@@ -8,6 +7,8 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
+
+from keras_yolov7.visualization import class_palette
 
 
 def plot_augmented_samples(
@@ -76,7 +77,7 @@ def _draw(image, boxes, labels, class_names, tile_size):
     draw = ImageDraw.Draw(tile)
     font = ImageFont.load_default()
     for box, label in zip(boxes * scale, labels):
-        color = _color(int(label))
+        color = class_palette(int(label) + 1)[int(label)]
         draw.rectangle([float(v) for v in box], outline=color, width=2)
         name = (
             class_names[label]
@@ -90,7 +91,3 @@ def _draw(image, boxes, labels, class_names, tile_size):
     return tile
 
 
-def _color(label):
-    """A distinct, stable colour per class (golden-ratio hue steps)."""
-    red, green, blue = colorsys.hsv_to_rgb((label * 0.618034) % 1.0, 0.85, 0.9)
-    return int(red * 255), int(green * 255), int(blue * 255)

@@ -7,7 +7,7 @@ from keras_yolov7.data.voc import read_voc
 from keras_yolov7.data.yolo import read_yolo
 
 
-def read_dataset(path, split="train"):
+def read_dataset(path, split="train", allow_outside_root=False):
     """Reads a detection dataset, telling the format from `path`.
 
     - a `.yaml` / `.yml` file: YOLO txt (`read_yolo(path, split)`);
@@ -18,21 +18,23 @@ def read_dataset(path, split="train"):
     Args:
         path: file or folder, as above.
         split: "train", "val", ... (YOLO entry, VOC ImageSets list, COCO file name).
+        allow_outside_root: read files outside the dataset root too (see each reader); by
+            default they are refused.
 
     Returns:
         A `DetectionDataset`.
     """
     path = pathlib.Path(path)
     if path.suffix.lower() in (".yaml", ".yml"):
-        return read_yolo(path, split)
+        return read_yolo(path, split, allow_outside_root=allow_outside_root)
     if path.suffix.lower() == ".json":
-        return read_coco(path)
+        return read_coco(path, allow_outside_root=allow_outside_root)
     if path.is_dir():
         if (path / "Annotations").is_dir():
-            return read_voc(path, split)
+            return read_voc(path, split, allow_outside_root=allow_outside_root)
         candidates = sorted((path / "annotations").glob(f"instances_{split}*.json"))
         if len(candidates) == 1:
-            return read_coco(candidates[0])
+            return read_coco(candidates[0], allow_outside_root=allow_outside_root)
         if len(candidates) > 1:
             raise ValueError(
                 f"{path}/annotations has several files for split '{split}': "

@@ -20,6 +20,9 @@ class ImageRecord:
             targets.
         orientation: EXIF orientation code (1..8) the pipelines apply when decoding the file so
             that its pixels match `boxes`, `width` and `height`; 1 = the pixels as stored.
+        areas: `(N,)` float32 area of each object in pixels, used only by COCO evaluation for
+            its small / medium / large ranges: a COCO JSON's own `area` (the segmentation area
+            in COCO's files); default (None) the box areas.
     """
 
     image_path: str
@@ -30,6 +33,7 @@ class ImageRecord:
     labels: np.ndarray
     crowd: np.ndarray = None
     orientation: int = 1
+    areas: np.ndarray = None
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
@@ -37,10 +41,15 @@ class ImageRecord:
         if self.crowd is None:
             self.crowd = np.zeros(len(self.labels), bool)
         self.crowd = np.asarray(self.crowd, bool).reshape(-1)
-        if not len(self.boxes) == len(self.labels) == len(self.crowd):
+        if self.areas is None:
+            sides = self.boxes[:, 2:] - self.boxes[:, :2]
+            self.areas = sides[:, 0] * sides[:, 1]
+        self.areas = np.asarray(self.areas, np.float32).reshape(-1)
+        counts = (len(self.boxes), len(self.labels), len(self.crowd), len(self.areas))
+        if len(set(counts)) > 1:
             raise ValueError(
-                f"{self.image_path}: {len(self.boxes)} boxes, {len(self.labels)} labels and "
-                f"{len(self.crowd)} crowd flags; expected equal counts"
+                f"{self.image_path}: {counts[0]} boxes, {counts[1]} labels, {counts[2]} crowd "
+                f"flags and {counts[3]} areas; expected equal counts"
             )
 
 
@@ -53,14 +62,23 @@ class DetectionDataset:
         class_names: name of each contiguous class index.
         category_ids: for COCO JSON, the original category id of each contiguous class index
             (needed to write detections for pycocotools); `None` for other formats.
-        problems: counts of input problems met while reading (e.g. `{"missing image": 2}`),
-            each reported once.
+        problems: counts of input problems met while reading, by kind (e.g.
+            `{"missing image": 2, "box partly outside image, clipped": 1}`), each reported
+            once.
+        skipped_images: the images the reader left out, counted by kind (e.g.
+            `{"missing image": 2}`): they are neither trained on nor evaluated.
+        dropped_annotations: the annotations (boxes, label rows, objects) the reader left out,
+            counted by kind (e.g. `{"unknown category id": 3}`): they are neither training
+            targets nor ground truth. Problems in neither dict lost nothing (a box clipped, an
+            image without a label file kept as a negative).
     """
 
     records: list
     class_names: list
     category_ids: list = None
     problems: dict = dataclasses.field(default_factory=dict)
+    skipped_images: dict = dataclasses.field(default_factory=dict)
+    dropped_annotations: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self):

@@ -1,15 +1,15 @@
-"""The validation pipeline (letterbox only) and the mapping of boxes back to original pixels."""
+"""The validation pipeline: every image letterboxed (the preprocessor's letterbox), with its metadata."""
 
 import logging
 
-import numpy as np
 import tensorflow as tf
 
 from keras_yolov7.data.decode import decode_image
-from keras_yolov7.data.decode import pad_to_square
 from keras_yolov7.data.tables import RecordTable
 from keras_yolov7.data.targets import check_box_format
 from keras_yolov7.data.targets import pad_targets
+from keras_yolov7.models.yolov7_image_converter import boxes_to_network
+from keras_yolov7.models.yolov7_image_converter import letterbox_images
 
 logger = logging.getLogger("keras_yolov7.data")
 
@@ -19,10 +19,10 @@ def make_val_dataset(
 ):
     """Builds the validation `tf.data.Dataset`: every image letterboxed, in dataset order.
 
-    The official evaluation letterbox: resize keeping the aspect ratio so the longer side is S
-    (area filtering when shrinking, bilinear when enlarging), pad to S x S with 114, centred.
-    Each image's scale and padding are returned so detections map back to original pixels with
-    `boxes_to_original` (`x_orig = (x - pad_x) / scale`).
+    The official evaluation letterbox (`YOLOv7ImageConverter`'s): resize keeping the aspect ratio
+    so the longer side is S (antialiased when shrinking, bilinear when enlarging), pad to S x S
+    with 114, centred. Each image's scale and padding are returned so detections map back to
+    original pixels (`keras_yolov7.ops.boxes_to_original`: `x_orig = (x - pad_x) / scale`).
 
     Args:
         dataset: a `DetectionDataset`. Crowd / difficult boxes are left out of the targets (COCO
@@ -58,20 +58,9 @@ def make_val_dataset(
 
     def load(index):
         image = decode_image(table.paths[index], table.orientations[index])
-        original = table.sizes[index]
-        scale = image_size / tf.cast(tf.reduce_max(original), tf.float32)
-        new_size = tf.maximum(tf.cast(tf.round(tf.cast(original, tf.float32) * scale), tf.int32), 1)
-
-        def resize():
-            resized = tf.image.resize(image, new_size, antialias=True)
-            return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
-
-        unchanged = tf.reduce_all(tf.equal(tf.shape(image)[:2], new_size))
-        resized = tf.cond(unchanged, lambda: image, resize)
-        top, left = (image_size - new_size[0]) // 2, (image_size - new_size[1]) // 2
-        pad = tf.cast(tf.stack([left, top]), tf.float32)
+        letterboxed, scale, pad = letterbox_images(image, (image_size, image_size))
         boxes, labels = table.boxes_of(index)
-        boxes = boxes * scale + tf.tile(pad, [2])
+        boxes = boxes_to_network(boxes, scale, pad)
         boxes, labels = pad_targets(boxes, labels, max_boxes, image_size, bounding_box_format)
         targets = {
             "boxes": boxes,
@@ -79,9 +68,9 @@ def make_val_dataset(
             "image_id": table.image_ids[index],
             "scale": scale,
             "pad": pad,
-            "original_size": original,
+            "original_size": table.sizes[index],
         }
-        return pad_to_square(resized, image_size, top, left), targets
+        return letterboxed, targets
 
     return (
         tf.data.Dataset.range(len(table))
@@ -89,30 +78,3 @@ def make_val_dataset(
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-
-
-def boxes_to_original(boxes, scale, pad, original_size=None):
-    """Maps xyxy boxes from letterboxed pixels back to original-image pixels (numpy).
-
-    `x_orig = (x - pad_x) / scale`, `y_orig = (y - pad_y) / scale`, then clipped to the image
-    when `original_size` is given.
-
-    Args:
-        boxes: `(..., N, 4)` xyxy letterboxed pixels (one image, or a batch with leading dims).
-        scale: scalar or `(...)` per-image scale from the validation targets.
-        pad: `(2,)` or `(..., 2)` per-image (x, y) padding.
-        original_size: optional `(2,)` or `(..., 2)` (height, width) to clip to.
-
-    Returns:
-        float32 array shaped like `boxes`, xyxy original pixels.
-    """
-    boxes = np.asarray(boxes, np.float32)
-    scale = np.asarray(scale, np.float32)[..., None, None]
-    pad = np.asarray(pad, np.float32)
-    offset = np.concatenate([pad, pad], axis=-1)[..., None, :]
-    mapped = (boxes - offset) / scale
-    if original_size is not None:
-        height_width = np.asarray(original_size, np.float32)
-        limit = np.stack([height_width[..., 1], height_width[..., 0]] * 2, axis=-1)[..., None, :]
-        mapped = np.clip(mapped, 0.0, limit)
-    return mapped

@@ -32,7 +32,7 @@ class COCOEvaluationCallback(keras.callbacks.Callback):
         prefix: put before each metric name in the logs.
         plot_dir: optional folder for the evaluation plots (overwritten at each evaluation).
         verbose: 0 silent, 1 progress bar and a summary line, 2 also COCO's tables.
-        coco_backend, annotation_file: see `evaluate_detections`.
+        coco_backend: see `evaluate_detections`.
         **settings: `postprocess` keyword arguments; default the official evaluation settings
             (conf 0.001, IoU 0.65, multi-label, 300 detections).
     """
@@ -49,7 +49,6 @@ class COCOEvaluationCallback(keras.callbacks.Callback):
         plot_dir=None,
         verbose=1,
         coco_backend="auto",
-        annotation_file=None,
         **settings,
     ):
         super().__init__()
@@ -69,7 +68,6 @@ class COCOEvaluationCallback(keras.callbacks.Callback):
         self.plot_dir = plot_dir
         self.verbose = verbose
         self.coco_backend = coco_backend
-        self.annotation_file = annotation_file
         self.settings = {**EVALUATION_SETTINGS, **settings}
         self.best = -math.inf
         self.best_epoch = None
@@ -100,7 +98,6 @@ class COCOEvaluationCallback(keras.callbacks.Callback):
             verbose=self.verbose,
             plot_dir=self.plot_dir,
             coco_backend=self.coco_backend,
-            annotation_file=self.annotation_file,
             detect_fn=self._detect_fn,
         )
         self.last_result = result

@@ -59,10 +59,11 @@ def category_ids(dataset):
 def ground_truth_to_coco(dataset):
     """COCO ground-truth dict (`images`, `annotations`, `categories`) of a `DetectionDataset`.
 
-    Boxes are the records' xyxy original-image pixels written as COCO `[x, y, w, h]`; `area` is
-    the box area (COCO JSON's own `area` is the segmentation area, which only moves objects
-    between the small / medium / large ranges; pass `annotation_file` to `evaluate_detections`
-    to use it). Crowd boxes get `iscrowd = 1`.
+    This is the only ground truth evaluation uses: exactly the records' boxes (xyxy
+    original-image pixels written as COCO `[x, y, w, h]`), so an annotation a reader dropped
+    is never scored, and the images a reader left out are not evaluated. `area` is the record's
+    (a COCO JSON's own `area`, the segmentation area that sets small / medium / large, when the
+    dataset was read from one; else the box area). Crowd boxes get `iscrowd = 1`.
     """
     ids = category_ids(dataset)
     images, annotations = [], []
@@ -75,7 +76,9 @@ def ground_truth_to_coco(dataset):
                 "file_name": os.path.basename(str(record.image_path)),
             }
         )
-        for box, label, crowd in zip(record.boxes, record.labels, record.crowd):
+        for box, label, crowd, area in zip(
+            record.boxes, record.labels, record.crowd, record.areas
+        ):
             x1, y1, x2, y2 = (float(v) for v in box)
             annotations.append(
                 {
@@ -83,7 +86,7 @@ def ground_truth_to_coco(dataset):
                     "image_id": int(record.image_id),
                     "category_id": ids[int(label)],
                     "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": (x2 - x1) * (y2 - y1),
+                    "area": float(area),
                     "iscrowd": int(bool(crowd)),
                 }
             )
@@ -157,13 +160,9 @@ def _coco_api(backend):
     return COCO, COCOeval
 
 
-def _load_ground_truth(coco_class, dataset, annotation_file):
+def _load_ground_truth(coco_class, dataset):
     coco = coco_class()
-    if annotation_file is not None:
-        with open(annotation_file) as f:
-            coco.dataset = json.load(f)
-    else:
-        coco.dataset = ground_truth_to_coco(dataset)
+    coco.dataset = ground_truth_to_coco(dataset)
     coco.createIndex()
     return coco
 
@@ -171,7 +170,6 @@ def _load_ground_truth(coco_class, dataset, annotation_file):
 def evaluate_detections(
     dataset,
     detections,
-    annotation_file=None,
     results_file=None,
     coco_backend="auto",
     verbose=False,
@@ -179,15 +177,17 @@ def evaluate_detections(
 ):
     """COCO box metrics of detections against a dataset's ground truth.
 
+    The ground truth pycocotools sees is built from the dataset's records (see
+    `ground_truth_to_coco`), never reloaded from the annotation file: what the reader dropped is
+    not scored, and the result says how much that was (`dropped_annotations`,
+    `skipped_images`).
+
     Args:
         dataset: a `DetectionDataset` (records with xyxy original-pixel boxes, contiguous
             labels and crowd flags; `category_ids` maps labels back to COCO ids).
         detections: list of dicts `{"image_id", "boxes" (N, 4) xyxy original-image pixels,
             "scores" (N,), "labels" (N,) contiguous class indices}`. Images without an entry
             have no detections; every dataset image is evaluated, with or without ground truth.
-        annotation_file: optional COCO JSON the dataset was read from: used as ground truth
-            instead of the records, so small / medium / large use COCO's segmentation areas and
-            the numbers are the official ones.
         results_file: optional path; the detections are written there as COCO results JSON.
         coco_backend: "auto" (faster-coco-eval when installed, else pycocotools),
             "pycocotools" or "faster_coco_eval". Both give the same numbers.
@@ -200,8 +200,10 @@ def evaluate_detections(
         `mAP_large`, `AR1`, `AR10`, `AR100`, `AR_small`, `AR_medium`, `AR_large` (COCO's 12
         stats, -1 where COCO has nothing to measure, e.g. no small objects), and `precision`,
         `recall`, `f1`, `best_f1_confidence` (IoU 0.5, at the confidence with the best mean
-        F1, as the official YOLOv7 reports P and R); plus `per_class`, a dict of `(C,)` arrays
-        `AP`, `AP50`, `precision`, `recall`, `num_gt` (NaN for classes without ground truth).
+        F1, as the official YOLOv7 reports P and R); `per_class`, a dict of `(C,)` arrays
+        `AP`, `AP50`, `precision`, `recall`, `num_gt` (NaN for classes without ground truth);
+        and `dropped_annotations` / `skipped_images`, the dataset's counts by kind of what its
+        reader left out (not scored; see `format_not_scored`).
     """
     results = detections_to_coco(dataset, detections)
     if results_file is not None:
@@ -211,7 +213,7 @@ def evaluate_detections(
     coco_class, coco_eval_class = _coco_api(coco_backend)
     num_classes = dataset.num_classes
     with contextlib.redirect_stdout(io.StringIO()):
-        ground_truth = _load_ground_truth(coco_class, dataset, annotation_file)
+        ground_truth = _load_ground_truth(coco_class, dataset)
         if results:
             evaluator = coco_eval_class(ground_truth, ground_truth.loadRes(results), "bbox")
             evaluator.params.imgIds = sorted(int(r.image_id) for r in dataset.records)
@@ -237,9 +239,13 @@ def evaluate_detections(
         "recall": summary.get("per_class_recall", np.full(num_classes, np.nan)),
         "num_gt": curves["num_gt"],
     }
+    out["dropped_annotations"] = dict(dataset.dropped_annotations)
+    out["skipped_images"] = dict(dataset.skipped_images)
     if verbose:
         print(format_coco_table(out))
         print(format_per_class_table(out, dataset.class_names))
+        if format_not_scored(out):
+            print(format_not_scored(out))
     if plot_dir is not None:
         from keras_yolov7.evaluation import plots
 
@@ -281,6 +287,25 @@ def format_coco_table(result):
             f" = {result[name]:0.3f}"
         )
     return "\n".join(lines)
+
+
+def format_not_scored(result):
+    """One line on what the dataset's reader left out of a result of `evaluate_detections`
+    (annotations and images, with the reason of each), or "" when it left out nothing."""
+
+    def listed(counts):
+        return ", ".join(f"{count} {kind}" for kind, count in counts.items())
+
+    parts = []
+    dropped = result.get("dropped_annotations") or {}
+    skipped = result.get("skipped_images") or {}
+    if dropped:
+        parts.append(f"{sum(dropped.values())} annotations ({listed(dropped)})")
+    if skipped:
+        parts.append(f"{sum(skipped.values())} images ({listed(skipped)})")
+    if not parts:
+        return ""
+    return f"not scored, left out by the dataset reader: {'; '.join(parts)}"
 
 
 def format_per_class_table(result, class_names):

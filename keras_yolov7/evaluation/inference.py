@@ -101,7 +101,7 @@ def predict_dataset(model, data, verbose=1, detect_fn=None, on_batch=None, **set
     """Detections of a model over validation batches, in original-image pixels.
 
     Args:
-        model: a `YOLOv7Detector` (anything with `anchors`, `strides`, `num_classes` whose call
+        model: a `YOLOv7ObjectDetector` (anything with `anchors`, `strides`, `num_classes` whose call
             returns raw per-level outputs).
         data: batches `(images, targets)`: images `(batch, size, size, 3)` letterboxed RGB
             0..255; targets a dict with per-image `"image_id"` `(batch,)`, `"scale"`
@@ -154,7 +154,6 @@ def evaluate_model(
     plot_dir=None,
     num_plot_batches=3,
     coco_backend="auto",
-    annotation_file=None,
     detect_fn=None,
     results_file=None,
     **settings,
@@ -162,14 +161,14 @@ def evaluate_model(
     """COCO metrics of a model on a validation set (the official test.py procedure).
 
     Args:
-        model: a `YOLOv7Detector`.
+        model: a `YOLOv7ObjectDetector`.
         data: validation batches (see `predict_dataset`).
         dataset: the `DetectionDataset` the batches were made from (ground truth in original
             pixels; its `category_ids` map labels back to COCO ids).
         verbose: 0 silent, 1 progress bar, 2 also COCO's tables.
         plot_dir: optional folder for PR_curve.png, F1_curve.png, confusion_matrix.png and
             val_batch{i}.png (labels beside predictions of the first `num_plot_batches`).
-        coco_backend, annotation_file: see `evaluate_detections`.
+        coco_backend: see `evaluate_detections`.
         detect_fn: see `predict_dataset`.
         results_file: optional path; the detections are written there as COCO results JSON.
         **settings: `postprocess` keyword arguments; default `EVALUATION_SETTINGS`
@@ -190,7 +189,6 @@ def evaluate_model(
     result = evaluate_detections(
         dataset,
         detections,
-        annotation_file=annotation_file,
         results_file=results_file,
         coco_backend=coco_backend,
         verbose=verbose >= 2,

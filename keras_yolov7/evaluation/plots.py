@@ -9,23 +9,19 @@ import csv
 import math
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from keras_yolov7.visualization import class_palette
 
 MAX_LEGEND_CLASSES = 10
 MEAN_COLOR = "#1f4e9c"
 
 
 def class_colors(num_classes):
-    """An RGB colour per class (tab10, then tab20b and tab20c, cycling), shared by all plots."""
-    palette = (
-        list(colormaps["tab10"].colors)
-        + list(colormaps["tab20b"].colors)
-        + list(colormaps["tab20c"].colors)
-    )
-    return [palette[c % len(palette)] for c in range(num_classes)]
+    """The colour of each class (`keras_yolov7.visualization.class_palette`) as 0..1 RGB."""
+    return [tuple(v / 255 for v in color) for color in class_palette(num_classes)]
 
 
 def _figure(width, height, dpi):

@@ -31,7 +31,8 @@ from keras_yolov7.export.layout import FORMATS
 from keras_yolov7.export.layout import MAX_CLASSES
 from keras_yolov7.export.layout import NMS_CHOICES
 from keras_yolov7.export.layout import QUANTIZATIONS
-from keras_yolov7.models import YOLOv7Detector
+from keras_yolov7.models import YOLOv7Backbone
+from keras_yolov7.models import YOLOv7ObjectDetector
 from keras_yolov7.models.builder import resolve_architecture
 
 DEFAULT_NMS = {"saved_model": "v5", "tflite": "none", "onnx": "none"}
@@ -138,7 +139,7 @@ def export(
     opset=13,
     verbose=True,
 ):
-    """Export a YOLOv7Detector to SavedModel, TFLite or ONNX and verify the result.
+    """Export a YOLOv7ObjectDetector to SavedModel, TFLite or ONNX and verify the result.
 
     The exported graph is always the fused model (a model that is not fused is fused first)
     with a static square input. Inputs are RGB images, pixel values 0..255, letterboxed to
@@ -166,7 +167,7 @@ def export(
     higher-scoring box of the same class, the `max_detections` best are kept.
 
     Args:
-        model: a `YOLOv7Detector` (any backend) or a path to a `.keras` file of one.
+        model: a `YOLOv7ObjectDetector` (any backend) or a path to a `.keras` file of one.
         path: output file (.tflite, .onnx) or directory (SavedModel). Missing parent folders
             are created; an existing target is replaced only after the new export verified.
         format: "saved_model", "tflite" or "onnx"; None infers it from the suffix of `path`
@@ -281,29 +282,37 @@ def fixed_size_model(model, image_size):
     """The fused form of `model` with a static `(image_size, image_size)` input.
 
     Args:
-        model: a `YOLOv7Detector`, fused or not.
+        model: a `YOLOv7ObjectDetector`, fused or not.
         image_size: square input size in pixels.
 
     Returns:
-        A fused `YOLOv7Detector` with input `(batch, image_size, image_size, 3)` and the same
+        A fused `YOLOv7ObjectDetector` with input `(batch, image_size, image_size, 3)` and the same
         weights (the model itself when it already is that).
     """
     fused = model if model.fused else model.get_fused()
-    if fused.image_size == (image_size, image_size):
+    if tuple(fused.backbone.image_shape[:2]) == (image_size, image_size):
         return fused
+    backbone_config = fused.backbone.get_config()
+    backbone_config.update(image_shape=(image_size, image_size, 3))
     config = fused.get_config()
-    config.update(image_size=image_size, name=f"{fused.name}_{image_size}")
-    fixed = YOLOv7Detector.from_config(config)
+    config.update(
+        backbone=YOLOv7Backbone.from_config(backbone_config),
+        name=f"{fused.name}_{image_size}",
+        compile=False,
+    )
+    fixed = YOLOv7ObjectDetector.from_config(config)
     fixed.set_weights(fused.get_weights())
+    if fixed.preprocessor is not None:
+        fixed.preprocessor.image_size = (image_size, image_size)
     return fixed
 
 
 def _load_model(model):
     if isinstance(model, (str, os.PathLike)):
         model = keras.saving.load_model(model)
-    if not isinstance(model, YOLOv7Detector):
+    if not isinstance(model, YOLOv7ObjectDetector):
         raise TypeError(
-            f"model must be a YOLOv7Detector or a .keras path, got {type(model).__name__}"
+            f"model must be a YOLOv7ObjectDetector or a .keras path, got {type(model).__name__}"
         )
     return model
 
@@ -428,7 +437,7 @@ def export_tensorflow(fixed, job):
     """Run an export on the TensorFlow backend (the body of `export`, also run by the worker).
 
     Args:
-        fixed: the fused fixed-size `YOLOv7Detector` (TensorFlow backend).
+        fixed: the fused fixed-size `YOLOv7ObjectDetector` (TensorFlow backend).
         job: dict built by `export`: target, options, calibration and sample images, the
             reference raw outputs on the samples, validation data.
     """

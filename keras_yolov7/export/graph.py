@@ -41,14 +41,17 @@ def nearest_upsample(x, size):
 def _delegate_friendly(operation):
     if isinstance(operation, keras.layers.UpSampling2D) and operation.interpolation == "nearest":
         return lambda x: nearest_upsample(x, operation.size)
+    if isinstance(operation, keras.Model):
+        # A nested functional model (the detector's backbone): replayed the same way.
+        return lambda x, **_: operation._run_through_graph(x, operation_fn=_delegate_friendly)
     return operation
 
 
 class ExportGraph:
-    """Turns a fused, fixed-size YOLOv7Detector into the tensors the exports serve.
+    """Turns a fused, fixed-size YOLOv7ObjectDetector into the tensors the exports serve.
 
     Args:
-        model: a fused `YOLOv7Detector` with a static square input
+        model: a fused `YOLOv7ObjectDetector` with a static square input
             (`keras_yolov7.export.fixed_size_model`).
         int8: the graph is for full-integer quantisation (pins the ranges the quantiser cannot
             calibrate: see `_normalise`).
@@ -63,7 +66,11 @@ class ExportGraph:
     def __init__(self, model, int8=False):
         if not model.fused:
             raise ValueError("ExportGraph needs a fused model with a static input size")
-        height, width = model.image_size
+        height, width = model.backbone.image_shape[:2]
+        if height is None or height != width:
+            raise ValueError(
+                f"ExportGraph needs a static square input, got {height} x {width}"
+            )
         self.model = model
         self.int8 = bool(int8)
         self.image_size = int(height)

@@ -22,14 +22,14 @@ def main(folder):
         import keras
 
         from keras_yolov7.export.export import export_tensorflow
-        from keras_yolov7.models import YOLOv7Detector
+        from keras_yolov7.models import YOLOv7ObjectDetector
 
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError(
                 f"the export worker runs on the {keras.backend.backend()} backend; expected "
                 "tensorflow (KERAS_BACKEND was set before keras was imported)"
             )
-        model = YOLOv7Detector.from_config(job.pop("config"))
+        model = YOLOv7ObjectDetector.from_config(job.pop("config"))
         model.load_weights(folder / "model.weights.h5")
         outcome = {"result": export_tensorflow(model, job)}
     except Exception as error:  # reported to the parent, which re-raises it

@@ -83,7 +83,7 @@ class YOLOv7Loss(keras.losses.Loss):
             each `(batch, height / stride, width / stride, num_anchors, 5 + num_classes)`.
 
     Example:
-    >>> model = YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3)
+    >>> model = YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=3)
     >>> loss = YOLOv7Loss.from_detector(model)
     >>> parts = loss.compute_components(y_true, model(images, training=True))
     >>> parts["loss"], parts["box"], parts["obj"], parts["cls"]
@@ -133,7 +133,7 @@ class YOLOv7Loss(keras.losses.Loss):
 
     @classmethod
     def from_detector(cls, model, **kwargs):
-        """The official loss of a `YOLOv7Detector`: its classes, anchors and strides, and the gains
+        """The official loss of a `YOLOv7ObjectDetector`: its classes, anchors and strides, and the gains
         of its family (`model.family`: "tiny", "p5" or "p6"; see `OFFICIAL_GAINS`). Keyword
         arguments override any constructor argument."""
         config = {

@@ -115,20 +115,26 @@ def make_layer(block, args, activation, fused, chain_block, name, return_second_
     raise ValueError(f"unknown block {block!r}; expected one of {BLOCKS}")
 
 
-def build_network(images, architecture, num_classes, fused=False, chain_block="conv"):
-    """Builds the YOLOv7 graph on `images` and returns its raw outputs.
+def level_names(strides, auxiliary=False):
+    """Names of the output levels: `P3`, `P4`, ... from the strides (`aux_P3`, ... for the
+    auxiliary feature maps)."""
+    names = [f"P{int(stride).bit_length() - 1}" for stride in strides]
+    return [f"aux_{name}" for name in names] if auxiliary else names
+
+
+def build_features(images, architecture, fused=False, chain_block="conv"):
+    """Builds the YOLOv7 network (backbone and neck) on `images` and returns its feature maps.
 
     Args:
         images: a `keras.Input` of shape `(batch, height, width, 3)`, pixels 0..255.
         architecture: an architecture dict (see configs.py).
-        num_classes: number of classes.
-        fused: build the inference form (BN folded, RepConv merged, implicit folded) without the
-            auxiliary head.
+        fused: build the inference form (BN folded, RepConv merged) without the nodes that only
+            feed the auxiliary head.
         chain_block: "conv" or "repconvn" for the 3x3 chain convs of every ELAN.
 
     Returns:
-        list of raw logits `(batch, H_l, W_l, num_anchors, 5 + num_classes)`: the lead levels,
-        then (unless fused) the auxiliary levels.
+        dict of feature maps `(batch, H_l, W_l, channels_l)`: the lead levels `P3`, `P4`, ... (one
+        per stride) and, unless fused, the auxiliary levels `aux_P3`, ... of the P6 models.
     """
     nodes = architecture["layers"]
     with_aux = not fused and bool(architecture.get("aux"))
@@ -137,7 +143,6 @@ def build_network(images, architecture, num_classes, fused=False, chain_block="c
         int(nodes[i][0][1]) for i in needed if is_second_branch(nodes[i][0])
     }
     strides = architecture["strides"]
-    num_anchors = len(architecture["anchors"][0]) // 2
 
     outputs = {-1: L.ImageInput(max(strides), name="image_input")(images)}
     second = {}
@@ -166,9 +171,10 @@ def build_network(images, architecture, num_classes, fused=False, chain_block="c
             out, second[index] = out
         outputs[index] = out
 
-    head = L.YOLOv7Head(num_classes, num_anchors, strides, fused=fused, name="lead_head")
-    raw = list(head([outputs[i] for i in architecture["lead"]]))
+    features = {
+        name: outputs[i] for name, i in zip(level_names(strides), architecture["lead"])
+    }
     if with_aux:
-        aux_head = L.AuxiliaryHead(num_classes, num_anchors, strides, name="aux_head")
-        raw += list(aux_head([lookup(s, len(nodes)) for s in architecture["aux"]]))
-    return raw
+        aux = [lookup(s, len(nodes)) for s in architecture["aux"]]
+        features.update(zip(level_names(strides, auxiliary=True), aux))
+    return features

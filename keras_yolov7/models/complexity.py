@@ -36,7 +36,7 @@ def count_gflops(model, image_size=640):
     pooling, upsampling and activations not counted; measured at a small size and scaled.
 
     Args:
-        model: a `YOLOv7Detector` (use the fused form for the official "fused" figures).
+        model: a `YOLOv7ObjectDetector` (use the fused form for the official "fused" figures).
         image_size: square input side in pixels.
     """
     probe = 2 * max(model.strides)

@@ -140,7 +140,7 @@ def postprocess(
 
     Args:
         raw_outputs: list of per-level logits `(batch, H_l, W_l, num_anchors, 5 + num_classes)`
-            as returned by `YOLOv7Detector`; auxiliary levels past `len(strides)` are ignored.
+            as returned by `YOLOv7ObjectDetector`; auxiliary levels past `len(strides)` are ignored.
         anchors: `(num_levels, num_anchors, 2)` anchors in pixels (`model.anchors`).
         strides: per-level strides (`model.strides`).
         num_classes: number of classes (checked against the outputs).

@@ -128,7 +128,7 @@ def make_distribution(strategy="auto", devices=None, sync_batchnorm=False):
 
         distribution = make_distribution("auto", sync_batchnorm=True)
         with distribution.scope():
-            model = YOLOv7Detector.from_preset("yolov7", num_classes=80)
+            model = YOLOv7ObjectDetector.from_preset("yolov7", num_classes=80)
             distribution.prepare_model(model)
             optimizer, callbacks = make_training_setup(
                 model, epochs=300, steps_per_epoch=steps, batch_size=64  # the global batch

@@ -13,7 +13,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops `fit` with a `NonFiniteLossError` naming the epoch, batch and loss components as soon as
     the training loss is not finite (Keras' TerminateOnNaN only prints a line and returns).
 
-    `YOLOv7Detector.fit` adds it unless the callbacks already hold one.
+    `YOLOv7ObjectDetector.fit` adds it unless the callbacks already hold one.
     """
 
     def __init__(self):

@@ -28,7 +28,7 @@ def use_mixed_precision(policy=None):
     Example:
 
         use_mixed_precision()  # "mixed_float16" on a GPU
-        model = YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3)
+        model = YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=3)
     """
     if policy is None:
         policy = "mixed_float16" if gpu_visible() else "mixed_bfloat16"
@@ -86,7 +86,7 @@ def with_inference_precision(model, precision="auto"):
     (benchmarks/export.py prints both).
 
     Args:
-        model: a `YOLOv7Detector` (any form: fused or not, any input size).
+        model: a `YOLOv7ObjectDetector` (any form: fused or not, any input size).
         precision: "auto", "float32" or "bfloat16".
 
     Returns:
@@ -97,8 +97,14 @@ def with_inference_precision(model, precision="auto"):
     current = "bfloat16" if model.dtype_policy.compute_dtype == "bfloat16" else "float32"
     if target == current:
         return model
-    with dtype_policy("mixed_bfloat16" if target == "bfloat16" else "float32"):
-        copy = type(model).from_config(model.get_config())
+    policy = "mixed_bfloat16" if target == "bfloat16" else "float32"
+    config = model.get_config()
+    # The backbone's config names its own policy; the heads follow the global one.
+    config["dtype"] = policy
+    if isinstance(config.get("backbone"), dict):
+        config["backbone"]["config"]["dtype"] = policy
+    with dtype_policy(policy):
+        copy = type(model).from_config(config)
     copy.set_weights(model.get_weights())
     return copy
 

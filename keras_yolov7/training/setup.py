@@ -37,11 +37,11 @@ def make_training_setup(
     P5, 0.2 for P6, 0.01 for tiny), gives it the model's `parameter_groups`, and a `ModelEMA`.
 
     Args:
-        model: the built model to train (e.g. a `YOLOv7Detector`).
+        model: the built model to train (e.g. a `YOLOv7ObjectDetector`).
         epochs: epochs of the run, as passed to `fit` (the cosine period).
         steps_per_epoch: batches per epoch, as `fit` will run them.
         batch_size: global batch size (gradients are accumulated to the nominal 64).
-        preset_family: "p5", "p6" or "tiny"; None takes it from a `YOLOv7Detector` built from a
+        preset_family: "p5", "p6" or "tiny"; None takes it from a `YOLOv7ObjectDetector` built from a
             preset (`model.architecture`).
         ema: include the `ModelEMA` callback (its weights are the ones validated and saved).
         gradient_scale: 1.0 when the loss is the official `(lbox + lobj + lcls) * batch_size`;
@@ -54,7 +54,7 @@ def make_training_setup(
 
     Example:
 
-        model = YOLOv7Detector.from_preset("yolov7_tiny", num_classes=3)
+        model = YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=3)
         optimizer, callbacks = make_training_setup(
             model, epochs=300, steps_per_epoch=len(train), batch_size=16
         )
@@ -81,6 +81,6 @@ def _family_of(model):
     if family is not None:
         return family
     raise ValueError(
-        f"cannot tell the hyperparameter family of model {model.name!r} (not a YOLOv7Detector): "
+        f"cannot tell the hyperparameter family of model {model.name!r} (not a YOLOv7ObjectDetector): "
         "pass preset_family='p5', 'p6' or 'tiny'"
     )

@@ -73,6 +73,7 @@ def add_parser(commands):
     )
     data.add_argument("--split", default="val", help="split of --data")
     data.add_argument("--image-dir", metavar="DIR", help="COCO JSON --data: its images folder")
+    arguments.add_allow_outside_root(data)
     data.add_argument(
         "--num-calibration",
         type=arguments.positive_int,
@@ -141,7 +142,9 @@ def run(args):
     if args.data is not None:
         from keras_yolov7.data import make_val_dataset
 
-        dataset = data_sources.read_split(args.data, args.split, args.image_dir)
+        dataset = data_sources.read_split(
+            args.data, args.split, args.image_dir, args.allow_outside_root
+        )
         print(data_sources.describe(dataset, f"{args.split} ({args.data})"))
         check_num_classes(model, dataset, args.weights, args.data)
         batches = make_val_dataset(

@@ -50,7 +50,7 @@ def run(args):
         flush=True,
     )
     for preset in args.presets:
-        model = kyv7.YOLOv7Detector.from_preset(preset, num_classes=args.num_classes)
+        model = kyv7.YOLOv7ObjectDetector.from_preset(preset, num_classes=args.num_classes)
         fused = model.get_fused()
         size = kyv7.models.ARCHITECTURES[preset]["input_size"]
         print(

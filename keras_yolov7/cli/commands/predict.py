@@ -26,8 +26,9 @@ def add_parser(commands):
         "predict",
         help="detect objects in images; save pictures (and JSON)",
         description="Run a model on images of any size and aspect ratio (grayscale, palette and "
-        "RGBA images are converted to RGB), letterboxed like the official detect.py: the longer "
-        "side to --image-size, padded to the stride. Boxes are drawn on the original images.",
+        "RGBA images are converted to RGB), letterboxed by the model's preprocessor: the longer "
+        "side to --image-size, padded to a square with gray. Boxes are drawn on the original "
+        "images.",
         epilog=EPILOG,
         formatter_class=arguments.Formatter,
     )
@@ -68,10 +69,11 @@ def add_parser(commands):
 
 def run(args):
     from keras_yolov7.cli import images as image_files
-    from keras_yolov7.cli.drawing import class_palette
     from keras_yolov7.cli.weights import inference_model_in
     from keras_yolov7.cli.weights import input_size
     from keras_yolov7.cli.weights import load_model
+    from keras_yolov7.models.image_inputs import NotAnImageError
+    from keras_yolov7.models.image_inputs import read_image
 
     files = image_files.find_files(args.source)
     model = load_model(args.weights)
@@ -85,17 +87,17 @@ def run(args):
         multi_label=False,
     )
     names = model.class_names or [str(i) for i in range(model.num_classes)]
-    writer = _Writer(args, names, class_palette(model.num_classes), files)
+    writer = _Writer(args, names, files)
     batcher = _Batcher(model, args.batch, writer)
-    stride = max(model.strides)
+    model.preprocessor.image_size = (size, size)
     for index, path in enumerate(files):
         try:
-            image = image_files.read_rgb(path)
-        except image_files.NotAnImageError as error:
-            print(f"warning: skipping {path}: {error}", file=sys.stderr)
+            image = read_image(path)
+        except NotAnImageError as error:
+            print(f"warning: skipping {error}", file=sys.stderr)
             writer.skipped += 1
             continue
-        padded, scale, pad = image_files.letterbox(image, size, stride)
+        padded, scale, pad = model.preprocessor.letterbox(image)
         batcher.add(index, path, image, padded, scale, pad)
     batcher.flush_all()
     if writer.done == 0:
@@ -151,11 +153,10 @@ class _Batcher:
 class _Writer:
     """Prints a line per image, saves the pictures and collects the JSON records."""
 
-    def __init__(self, args, names, colors, files):
+    def __init__(self, args, names, files):
         self.args = args
         self.run_dir = None  # created with the first result, so a run without images leaves none
         self.names = names
-        self.colors = colors
         self.total = len(files)
         self.output_names = _output_names(files)
         self.records = {}
@@ -163,8 +164,8 @@ class _Writer:
         self.skipped = 0
 
     def write(self, index, path, image, input_shape, detections, milliseconds):
-        from keras_yolov7.cli.drawing import draw_detections
         from keras_yolov7.cli.runs import new_run_directory
+        from keras_yolov7.visualization import draw_detections
 
         if self.run_dir is None:
             self.run_dir = new_run_directory(self.args.project, self.args.name, self.args.exist_ok)
@@ -182,12 +183,13 @@ class _Writer:
         if not self.args.no_save:
             picture = draw_detections(
                 image,
-                detections["boxes"],
-                detections["scores"],
-                detections["labels"],
-                self.names,
-                self.colors,
-                self.args.line_width,
+                {
+                    "boxes": detections["boxes"],
+                    "labels": detections["labels"],
+                    "confidence": detections["scores"],
+                },
+                class_names=self.names,
+                line_width=self.args.line_width,
             )
             picture.save(self.run_dir / self.output_names[index])
         self.records[index] = {

@@ -63,7 +63,9 @@ def run(args):
     )
     if output.suffix.lower() != ".png":
         raise CLIError(f"--output must be a .png file, got {str(output)!r}")
-    dataset = data_sources.read_split(args.data, args.split, args.image_dir)
+    dataset = data_sources.read_split(
+        args.data, args.split, args.image_dir, args.allow_outside_root
+    )
     print(data_sources.describe(dataset, f"{args.split} ({args.data})"))
     batch = min(args.num_images, 16)
     if args.no_augment:

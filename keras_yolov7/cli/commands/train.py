@@ -79,6 +79,7 @@ def add_parser(commands):
         metavar="DIR",
         help="COCO JSON --val-data: its images folder (default: inferred)",
     )
+    arguments.add_allow_outside_root(data)
     data.add_argument(
         "--synthetic-images",
         nargs=2,
@@ -310,11 +311,16 @@ def _train(args, distribution):
             f"--batch {args.batch} does not split evenly over {distribution.num_replicas} "
             f"devices: use a multiple of {distribution.num_replicas} (--batch is the global batch)"
         ) from None
-    run_dir = new_run_directory(args.project, args.name, args.exist_ok)
+    # A dataset on disk is read (and refused) before anything is written; the synthetic one is
+    # written into the run directory.
+    run_dir = None
+    if args.data == "synthetic":
+        run_dir = new_run_directory(args.project, args.name, args.exist_ok)
+    train_set, val_set, data_paths = _read_data(args, run_dir, image_size)
+    run_dir = run_dir or new_run_directory(args.project, args.name, args.exist_ok)
     print(f"run directory: {run_dir}")
     for note in plan.notes:
         print(note)
-    train_set, val_set, data_paths = _read_data(args, run_dir, image_size)
     # Several replicas get equal shares of every batch: the last, incomplete one is dropped.
     drop_remainder = distribution.num_replicas > 1
     if drop_remainder and len(train_set) < args.batch:
@@ -323,7 +329,9 @@ def _train(args, distribution):
             f"training on {distribution.num_replicas} devices uses whole batches only"
         )
     keras.utils.set_random_seed(args.seed)
-    model = distribution.prepare_model(_build_model(preset, train_set, plan.source, args.weights))
+    model = distribution.prepare_model(
+        _build_model(preset, train_set, plan.source, args.weights, image_size)
+    )
 
     def train_pipeline():
         return make_train_dataset(
@@ -428,7 +436,8 @@ def _resolve_preset(preset, source):
 
 
 def _read_data(args, run_dir, image_size):
-    """`(train DetectionDataset, val DetectionDataset or None, {name: path})`."""
+    """`(train DetectionDataset, val DetectionDataset or None, {name: path})`; `run_dir` is
+    where `--data synthetic` is written (None for a dataset on disk)."""
     from keras_yolov7.cli import data_sources
 
     if args.data == "synthetic":
@@ -451,7 +460,9 @@ def _read_data(args, run_dir, image_size):
             val_path, val_split = data_sources.validation_source(
                 args.data, args.val_data, args.val_split
             )
-    train_set = data_sources.read_split(train_path, train_split, train_images)
+    train_set = data_sources.read_split(
+        train_path, train_split, train_images, args.allow_outside_root
+    )
     print(data_sources.describe(train_set, f"train ({train_path})"))
     paths = {"train": train_path}
     if args.no_val:
@@ -463,7 +474,7 @@ def _read_data(args, run_dir, image_size):
         and str(val_path).endswith(".json")
     ):
         raise CLIError("--image-dir is given for the training JSON: give --val-image-dir too")
-    val_set = data_sources.read_split(val_path, val_split, val_images)
+    val_set = data_sources.read_split(val_path, val_split, val_images, args.allow_outside_root)
     print(data_sources.describe(val_set, f"val ({val_path})"))
     if list(val_set.class_names) != list(train_set.class_names):
         raise CLIError(
@@ -474,22 +485,27 @@ def _read_data(args, run_dir, image_size):
     return train_set, val_set, paths
 
 
-def _build_model(preset, dataset, source, weights):
+def _build_model(preset, dataset, source, weights, image_size):
     import keras_yolov7 as kyv7
     from keras_yolov7.cli.weights import model_for_dataset
 
     if source is None:
-        return kyv7.YOLOv7Detector.from_preset(
-            preset, num_classes=dataset.num_classes, class_names=dataset.class_names, name=preset
+        return kyv7.YOLOv7ObjectDetector.from_preset(
+            preset,
+            num_classes=dataset.num_classes,
+            class_names=dataset.class_names,
+            image_size=image_size,
+            name=preset,
         )
-    model, copied, total = model_for_dataset(source, dataset.num_classes, dataset.class_names)
+    model = model_for_dataset(source, dataset.num_classes, dataset.class_names)
+    model.preprocessor.image_size = (image_size, image_size)
     note = ""
     if source.num_classes != dataset.num_classes:
         note = (
             f"; {weights} has {source.num_classes} classes, the dataset {dataset.num_classes}: "
-            "the head's class outputs start fresh"
+            "the heads' class outputs start fresh"
         )
-    print(f"transferred {copied}/{total} weights from {weights}{note}")
+    print(f"starting from the weights of {weights}{note}")
     return model
 
 

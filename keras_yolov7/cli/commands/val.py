@@ -60,10 +60,13 @@ def run(args):
     from keras_yolov7.data import make_val_dataset
     from keras_yolov7.evaluation import evaluate_model
 
+    # The dataset first: bad data is refused without the cost of loading (or converting) weights.
+    dataset = data_sources.read_split(
+        args.data, args.split, args.image_dir, args.allow_outside_root
+    )
+    print(data_sources.describe(dataset, f"{args.split} ({args.data})"))
     model = load_model(args.weights)
     size = input_size(model, args.image_size)
-    dataset = data_sources.read_split(args.data, args.split, args.image_dir)
-    print(data_sources.describe(dataset, f"{args.split} ({args.data})"))
     check_num_classes(model, dataset, args.weights, args.data)
     run_dir = new_run_directory(args.project, args.name, args.exist_ok)
     write_args(run_dir / "args.yaml", args, image_size=size)
@@ -73,14 +76,12 @@ def run(args):
         dataset, image_size=size, batch_size=args.batch, stride=max(model.strides)
     )
     results_file = run_dir / "predictions.json" if args.save_json else None
-    annotation_file = args.data if str(args.data).lower().endswith(".json") else None
     print(f"evaluating {args.weights} at {size} px on {len(dataset)} images")
     result = evaluate_model(
         model,
         data,
         dataset,
         plot_dir=str(run_dir) if args.plots else None,
-        annotation_file=annotation_file,
         results_file=None if results_file is None else str(results_file),
         confidence_threshold=args.conf,
         iou_threshold=args.iou,
