@@ -196,6 +196,18 @@ def test_predict_runs_validation_batches_as_given(detector, tmp_path):
         np.testing.assert_allclose(result["boxes"][row, :count], direct["boxes"][row, :count], atol=1e-3)
 
 
+def test_predict_without_preprocessor_runs_network_sized_batches_only(detector):
+    bare = kyv7.YOLOv7ObjectDetector(detector.backbone, num_classes=3)
+    bare.set_weights(detector.get_weights())
+    bare.set_prediction_settings(**detector.prediction_settings)
+    images = np.random.default_rng(3).integers(0, 256, (2, SIZE, SIZE, 3), np.uint8)
+    ours, theirs = bare.predict(images, verbose=0), detector.predict(images, verbose=0)
+    np.testing.assert_array_equal(ours["num_detections"], theirs["num_detections"])
+    np.testing.assert_allclose(ours["boxes"], theirs["boxes"], atol=1e-2)
+    with pytest.raises(ValueError, match="needs the preprocessor.*multiples of 32"):
+        bare.predict(images[:, :, :-1], verbose=0)
+
+
 def test_predict_box_formats_are_in_original_pixels(detector):
     image = np.random.default_rng(7).integers(0, 256, (80, SIZE, 3), np.uint8)
     xyxy = detector.predict(image, verbose=0)

@@ -415,9 +415,22 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
         from keras_yolov7.models.image_inputs import iterate_images
 
         if self.preprocessor is None:
+            if _is_network_batch(x, max(self.strides)):
+                # Nothing to letterbox with: a batch the network takes as it is runs as it is,
+                # boxes in its pixels (clipped to them).
+                count, height, width = x.shape[:3]
+                meta = {
+                    "scale": np.ones((count,), np.float32),
+                    "pad": np.zeros((count, 2), np.float32),
+                    "original_size": np.tile(np.int32([[height, width]]), (count, 1)),
+                }
+                return keras.Model.predict(
+                    self, (x, meta), batch_size=batch_size, verbose=verbose, callbacks=callbacks
+                )
             raise ValueError(
                 "predict() needs the preprocessor (network size) to letterbox images; this "
-                "detector has none: set detector.preprocessor"
+                "detector has none: set detector.preprocessor, or pass a (batch, height, width, 3) "
+                f"array with height and width multiples of {max(self.strides)}"
             )
         batches = _LetterboxedBatches(iterate_images(x), self.preprocessor, batch_size or 8)
         if not batches.peek():
@@ -770,6 +783,21 @@ def _is_letterboxed(x):
         and len(spec) >= 2
         and isinstance(spec[1], dict)
         and {"scale", "pad"} <= set(spec[1])
+    )
+
+
+def _is_network_batch(x, stride):
+    """A `(B, H, W, 3)` numpy batch of finite pixels with H and W multiples of `stride`."""
+    return (
+        isinstance(x, np.ndarray)
+        and x.ndim == 4
+        and x.shape[0] > 0
+        and x.shape[-1] == 3
+        and x.shape[1] % stride == 0
+        and x.shape[2] % stride == 0
+        and x.shape[1] > 0
+        and x.shape[2] > 0
+        and (x.dtype == np.uint8 or bool(np.isfinite(x).all()))
     )
 
 

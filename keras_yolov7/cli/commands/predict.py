@@ -42,6 +42,7 @@ def add_parser(commands):
         "are not images are skipped with a warning",
     )
     arguments.add_image_size(parser, "the model's training size")
+    arguments.add_inference_precision(parser)
     arguments.add_nms_options(parser, conf=0.25, iou=0.45, max_det=300)
     parser.add_argument(
         "--batch",
@@ -68,7 +69,7 @@ def add_parser(commands):
 
 def run(args):
     from keras_yolov7.cli import images as image_files
-    from keras_yolov7.cli.weights import inference_model
+    from keras_yolov7.cli.weights import inference_model_in
     from keras_yolov7.cli.weights import input_size
     from keras_yolov7.cli.weights import load_model
     from keras_yolov7.models.image_inputs import NotAnImageError
@@ -77,7 +78,8 @@ def run(args):
     files = image_files.find_files(args.source)
     model = load_model(args.weights)
     size = input_size(model, args.image_size)
-    model = inference_model(model)
+    model, precision_line = inference_model_in(model, args.precision)
+    print(precision_line)
     model.set_prediction_settings(
         confidence_threshold=args.conf,
         iou_threshold=args.iou,

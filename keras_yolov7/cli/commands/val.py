@@ -30,6 +30,7 @@ def add_parser(commands):
     parser.add_argument(
         "--batch", type=arguments.positive_int, default=32, metavar="N", help="images per batch"
     )
+    arguments.add_inference_precision(parser)
     arguments.add_nms_options(parser, conf=0.001, iou=0.65, max_det=300)
     parser.add_argument(
         "--plots",
@@ -53,7 +54,7 @@ def run(args):
     from keras_yolov7.cli.runs import new_run_directory
     from keras_yolov7.cli.runs import write_args
     from keras_yolov7.cli.weights import check_num_classes
-    from keras_yolov7.cli.weights import inference_model
+    from keras_yolov7.cli.weights import inference_model_in
     from keras_yolov7.cli.weights import input_size
     from keras_yolov7.cli.weights import load_model
     from keras_yolov7.data import make_val_dataset
@@ -69,7 +70,8 @@ def run(args):
     check_num_classes(model, dataset, args.weights, args.data)
     run_dir = new_run_directory(args.project, args.name, args.exist_ok)
     write_args(run_dir / "args.yaml", args, image_size=size)
-    model = inference_model(model)
+    model, precision_line = inference_model_in(model, args.precision)
+    print(precision_line)
     data = make_val_dataset(
         dataset, image_size=size, batch_size=args.batch, stride=max(model.strides)
     )
