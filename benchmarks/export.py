@@ -1,5 +1,8 @@
-"""CPU latency and file size of exported yolov7_tiny: TFLite fp32 / fp16 / int8 (XNNPACK), ONNX
-Runtime and the Keras TensorFlow model, at 320 and 640.
+"""CPU latency and file size of exported yolov7_tiny, and the accuracy of the reduced precisions.
+
+Latency, at 320 and 640: the Keras TensorFlow model in float32 and bfloat16, TFLite fp32 / fp16 /
+int8 (XNNPACK) in the raw layout and in the Android layout (NMS in the graph, as MediaPipe runs
+it), ONNX Runtime fp32 and int8 (QDQ).
 
     KERAS_BACKEND=tensorflow python benchmarks/export.py                   # the full table
     KERAS_BACKEND=tensorflow python benchmarks/export.py --sizes 320 --runs 3   # smoke run
@@ -8,7 +11,15 @@ Figures are medians over `--runs` timed calls after `--warmup` calls, single ima
 CPU threads for every runtime (XNNPACK for TFLite). The issue's target: int8 yolov7_tiny at 640 at
 most 0.25x the official PyTorch fused model on the same machine. The model is freshly initialised
 (latency does not depend on the weights); int8 is calibrated on COCO images letterboxed like the
-validation pipeline (../shared/data/coco128 when present, else synthetic images).
+validation pipeline (../shared/data/coco128 when present, else synthetic images). The bfloat16
+row runs where TensorFlow computes bfloat16 natively (keras_yolov7.training
+.resolve_inference_precision).
+
+Accuracy, with `--accuracy MODEL.keras --data DIR` (the model and data folder written by
+examples/train_synthetic.py): COCO mAP on DIR's validation split of the model in float32 and
+bfloat16 (Keras, TensorFlow backend), TFLite int8 and ONNX Runtime int8, each int8 model
+calibrated on that split.
+
 Prints figures; asserts nothing.
 """
 
@@ -71,37 +82,146 @@ def tflite_latency(path, image, threads, runs, warmup):
 
 
 def onnx_latency(path, image, threads, runs, warmup):
-    import onnxruntime
+    from keras_yolov7.export import onnx as onnx_lib
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnx_lib.session(path, threads=threads)
     feed = {session.get_inputs()[0].name: image[None]}
     return median_ms(lambda: session.run(None, feed), runs, warmup)
 
 
-def keras_latency(model, size, image, runs, warmup):
+def keras_latency(model, image, runs, warmup):
     import tensorflow as tf
 
-    import keras_yolov7 as kyv7
-
-    fixed = kyv7.export.fixed_size_model(model, size)
-    forward = tf.function(lambda x: fixed(x, training=False))
+    forward = tf.function(lambda x: model(x, training=False))
     batch = tf.constant(image[None])
     return median_ms(lambda: [t.numpy() for t in forward(batch)], runs, warmup)
+
+
+def print_row(cells):
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+
+
+def latency_table(args, folder):
+    import keras_yolov7 as kyv7
+    from keras_yolov7.training import resolve_inference_precision
+    from keras_yolov7.training import with_inference_precision
+
+    model = kyv7.YOLOv7ObjectDetector.from_preset(args.preset, num_classes=args.num_classes)
+    bfloat16 = resolve_inference_precision("auto") == "bfloat16"
+    rows = []
+    print_row(["model", "size", "runtime", "median ms", "file MB"])
+    print_row(["---"] * 5)
+    for size in args.sizes:
+        images = letterboxed_images(size, args.calibration_images)
+        image = images[0]
+        fixed = kyv7.export.fixed_size_model(model, size)
+        runs = [("Keras (TensorFlow, fused, float32)", fixed)]
+        if bfloat16:
+            runs.append(("Keras (TensorFlow, fused, bfloat16)", with_inference_precision(fixed)))
+        for name, keras_model in runs:
+            ms = keras_latency(keras_model, image, args.runs, args.warmup)
+            rows.append({"size": size, "runtime": name, "ms": ms, "MB": None})
+        exports = [
+            ("tflite", q, nms, f"TFLite {q}{'' if nms == 'none' else ', ' + nms} (XNNPACK)")
+            for nms in args.layouts
+            for q in ("fp32", "fp16", "int8")
+        ]
+        exports += [("onnx", "fp32", "none", "ONNX Runtime fp32")]
+        exports += [("onnx", "int8", "none", "ONNX Runtime int8 (QDQ)")]
+        for format, quantization, nms, name in exports:
+            path = folder / f"{size}_{quantization}_{nms}.{format}"
+            result = kyv7.export.export(
+                model,
+                path,
+                format=format,
+                image_size=size,
+                quantization=quantization,
+                nms=nms,
+                representative_data=images,
+                verbose=False,
+            )
+            latency = tflite_latency if format == "tflite" else onnx_latency
+            rows.append(
+                {
+                    "size": size,
+                    "runtime": name,
+                    "ms": latency(path, image, args.threads, args.runs, args.warmup),
+                    "MB": result.file_size / 1e6,
+                    "verification": result.verification["decoded"],
+                }
+            )
+        for row in (row for row in rows if row["size"] == size):
+            size_mb = "" if row["MB"] is None else f"{row['MB']:.1f}"
+            print_row([args.preset, row["size"], row["runtime"], f"{row['ms']:.1f}", size_mb])
+    print(
+        f"({args.threads} threads, median of {args.runs} runs; bfloat16 "
+        f"{'measured' if bfloat16 else 'not run: this CPU / backend computes it in emulation'})"
+    )
+    return rows
+
+
+def accuracy_table(args, folder):
+    """COCO mAP of one trained model in float32, bfloat16, TFLite int8 and ONNX Runtime int8."""
+    import keras
+
+    import keras_yolov7 as kyv7
+    from keras_yolov7.data import make_val_dataset
+    from keras_yolov7.data import read_coco
+    from keras_yolov7.evaluation import evaluate_model
+    from keras_yolov7.training import with_inference_precision
+
+    model = keras.saving.load_model(args.accuracy, compile=False)
+    fused = model.get_fused()
+    data = pathlib.Path(args.data)
+    dataset = read_coco(data / "annotations/instances_val.json", data / "images/val")
+    size = args.accuracy_size or int(fused.image_size[0] if fused.image_size else 128)
+    batches = make_val_dataset(dataset, image_size=size, batch_size=16)
+    rows = []
+    for precision in ("float32", "bfloat16"):
+        result = evaluate_model(
+            with_inference_precision(fused, precision), batches, dataset, verbose=0
+        )
+        rows.append({"model": f"Keras {precision}", "mAP50": result["mAP50"], "mAP": result["mAP"]})
+    for suffix, name in ((".tflite", "TFLite int8"), (".onnx", "ONNX Runtime int8 (QDQ)")):
+        result = kyv7.export.export(
+            fused,
+            folder / f"accuracy{suffix}",
+            image_size=size,
+            quantization="int8",
+            representative_data=batches,
+            validation_data=(dataset, batches),
+            max_map_drop=None,
+            verbose=False,
+        )
+        figures = result.verification["map"]
+        rows.append({"model": name, "mAP50": figures["int8_mAP50"], "mAP": figures["int8_mAP"]})
+    print(f"\nCOCO mAP on {len(dataset)} validation images of {data} at {size} px:")
+    print_row(["model", "mAP@0.5", "mAP@0.5:0.95", "mAP@0.5 vs float32 (points)"])
+    print_row(["---"] * 4)
+    for row in rows:
+        drop = 100 * (row["mAP50"] - rows[0]["mAP50"])
+        print_row([row["model"], f"{row['mAP50']:.4f}", f"{row['mAP']:.4f}", f"{drop:+.2f}"])
+    return rows
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="yolov7_tiny")
     parser.add_argument("--num-classes", type=int, default=80)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[320, 640])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--calibration-images", type=int, default=64)
-    parser.add_argument("--nms", default="none", help="TFLite layout: none, v4, v5 or android")
+    parser.add_argument(
+        "--layouts",
+        nargs="+",
+        default=["none", "android"],
+        help="TFLite layouts: none (raw candidates), v4, v5, android (NMS in the graph)",
+    )
+    parser.add_argument("--accuracy", metavar="MODEL", help="a trained .keras model")
+    parser.add_argument("--data", metavar="DIR", help="--accuracy: the synthetic dataset folder")
+    parser.add_argument("--accuracy-size", type=int, help="--accuracy: input size (default 128)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
 
@@ -109,63 +229,15 @@ def main():
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    import keras_yolov7 as kyv7
-
-    model = kyv7.YOLOv7ObjectDetector.from_preset(args.preset, num_classes=args.num_classes)
-    rows = []
-    print(
-        "| model | size | runtime | median ms | file MB |\n| --- | --- | --- | --- | --- |",
-        flush=True,
-    )
+    rows = {}
     with tempfile.TemporaryDirectory() as folder:
         folder = pathlib.Path(folder)
-        for size in args.sizes:
-            images = letterboxed_images(size, args.calibration_images)
-            image = images[0]
-            rows.append(
-                {
-                    "size": size,
-                    "runtime": "Keras (TensorFlow, fused)",
-                    "ms": keras_latency(model, size, image, args.runs, args.warmup),
-                    "MB": None,
-                }
-            )
-            for quantization in ("fp32", "fp16", "int8"):
-                path = folder / f"{size}_{quantization}.tflite"
-                result = kyv7.export.export(
-                    model,
-                    path,
-                    image_size=size,
-                    quantization=quantization,
-                    nms=args.nms,
-                    representative_data=images,
-                    verbose=False,
-                )
-                rows.append(
-                    {
-                        "size": size,
-                        "runtime": f"TFLite {quantization} (XNNPACK)",
-                        "ms": tflite_latency(path, image, args.threads, args.runs, args.warmup),
-                        "MB": result.file_size / 1e6,
-                        "verification": result.verification["decoded"],
-                    }
-                )
-            path = folder / f"{size}.onnx"
-            result = kyv7.export.export(model, path, image_size=size, verbose=False)
-            rows.append(
-                {
-                    "size": size,
-                    "runtime": "ONNX Runtime fp32",
-                    "ms": onnx_latency(path, image, args.threads, args.runs, args.warmup),
-                    "MB": result.file_size / 1e6,
-                    "verification": result.verification["decoded"],
-                }
-            )
-            for row in rows[-5:]:
-                size_mb = "" if row["MB"] is None else f"{row['MB']:.1f}"
-                cells = [args.preset, row["size"], row["runtime"], f"{row['ms']:.1f}", size_mb]
-                print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
-    print(f"({args.threads} threads, median of {args.runs} runs, nms {args.nms})")
+        if args.sizes:
+            rows["latency"] = latency_table(args, folder)
+        if args.accuracy:
+            if not args.data:
+                parser.error("--accuracy needs --data, the dataset folder the model was trained on")
+            rows["accuracy"] = accuracy_table(args, folder)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(rows, indent=1))
 

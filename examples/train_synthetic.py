@@ -1,6 +1,10 @@
 """
 Title: Train YOLOv7-tiny from scratch on synthetic shapes
+Author: keras_yolov7 authors
+Date created: 2026/11/20
+Last modified: 2026/12/07
 Description: The whole training story on a 2-core CPU: data, the official recipe, `model.fit`, COCO mAP.
+Accelerator: None
 
 YOLOv7-tiny starts from random weights and learns to find five kinds of coloured shapes in
 images the built-in synthetic dataset draws (nothing is downloaded). It trains with Keras'

@@ -285,8 +285,10 @@ def test_predict_saves_pictures_and_json_in_original_pixels(trained, image_folde
     code, out, err = run_cli(
         "predict", "--weights", weights, "--source", image_folder, "--image-size", SIZE,
         "--conf", 0.001, "--max-det", 20, "--save-json", "--project", tmp_path, "--name", "p",
+        "--precision", "float32",  # compared with model.predict in float32 below
     )  # fmt: skip
     assert code == 0, err
+    assert "inference precision: float32\n" in out
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "notes.txt" in warnings[0]
     out_dir = tmp_path / "p"
@@ -335,7 +337,7 @@ def test_predict_saves_pictures_and_json_in_original_pixels(trained, image_folde
     code, _, err = run_cli(
         "predict", "--weights", weights, "--source", image_folder, "--image-size", SIZE,
         "--conf", 0.001, "--max-det", 20, "--save-json", "--no-save", "--batch", 4,
-        "--project", tmp_path, "--name", "batched",
+        "--project", tmp_path, "--name", "batched", "--precision", "float32",
     )  # fmt: skip
     assert code == 0, err
     batched = json.loads((tmp_path / "batched" / "predictions.json").read_text())
@@ -348,6 +350,21 @@ def test_predict_saves_pictures_and_json_in_original_pixels(trained, image_folde
         np.testing.assert_allclose(
             [d["score"] for d in record["detections"]], [d["score"] for d in alone], atol=1e-4
         )
+
+
+def test_predict_auto_precision_says_what_it_chose(trained, image_folder, tmp_path):
+    from keras_yolov7.training import resolve_inference_precision
+    from keras_yolov7.training.devices import cpu_bfloat16_features
+
+    weights = trained[0] / "weights" / "best.keras"
+    code, out, err = run_cli(
+        "predict", "--weights", weights, "--source", image_folder / "gray.png",
+        "--image-size", SIZE, "--no-save", "--project", tmp_path,
+    )  # fmt: skip
+    assert code == 0, err
+    features = ", ".join(cpu_bfloat16_features()) or "none"
+    line = f"inference precision: {resolve_inference_precision('auto')} (auto; CPU bfloat16 "
+    assert f"{line}features: {features})" in out
 
 
 def test_inference_model_is_fused_xyxy_and_takes_any_size():
@@ -423,6 +440,33 @@ def test_int8_export_needs_data(trained):
     weights = trained[0] / "weights" / "best.keras"
     result = run_cli("export", "--weights", weights, "--precision", "int8")
     assert_one_line_error(result, "--precision int8 needs --data")
+    result = run_cli("export", "--weights", weights, "--format", "onnx", "--precision", "fp16")
+    assert_one_line_error(result, "--precision fp16 is not offered for onnx", "fp32, int8")
+    result = run_cli("export", "--weights", weights, "--max-map-drop", "lots")
+    assert_one_line_error(result, "expected mAP points >= 0 or 'off'")
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="on JAX / PyTorch the export runs the same TensorFlow code in a subprocess "
+    "(tests/test_export_backends.py)",
+)
+def test_export_android_int8_prints_the_report_once(trained, tmp_path):
+    run_dir, _ = trained
+    output = tmp_path / "android.tflite"
+    code, out, err = run_cli(
+        "export", "--weights", run_dir / "weights" / "best.keras", "--format", "tflite",
+        "--nms", "android", "--precision", "int8", "--data", val_annotations(run_dir),
+        "--image-size", SIZE, "--output", output, "--max-map-drop", "off",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.count("verification:") == 1 and out.count("mAP50_drop_points") == 1
+    assert "metadata: written: 5 labels" in out and "max_map_drop: None" in out
+    from keras_yolov7.export.metadata import read_object_detector_metadata
+
+    assert read_object_detector_metadata(output.read_bytes())["labels"] == list(
+        SYNTHETIC_CLASS_NAMES
+    )
 
 
 # Convert and preview ----------------------------------------------------------------------------

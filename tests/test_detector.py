@@ -138,7 +138,7 @@ def test_bad_targets_in_a_tf_dataset_fail_loudly(data):
 
 
 def test_compile_picks_the_faster_train_step_for_the_device():
-    from keras_yolov7.training.jit import gpu_visible
+    from keras_yolov7.training.devices import gpu_visible
 
     model = small_model()
     model.compile()

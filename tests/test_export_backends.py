@@ -59,10 +59,16 @@ def test_fixed_size_model_is_fused_and_equal(model):
         ({"format": "coreml"}, ValueError, "unknown format 'coreml'"),
         ({"quantization": "int4"}, ValueError, "unknown quantization 'int4'"),
         (
-            {"format": "onnx", "quantization": "int8"},
+            {"format": "onnx", "quantization": "fp16"},
             ValueError,
-            "quantization 'int8' is for TFLite",
+            r"quantization 'fp16' is not offered for onnx; expected one of \('fp32', 'int8'\)",
         ),
+        (
+            {"format": "saved_model", "quantization": "int8"},
+            ValueError,
+            "quantization 'int8' is not offered for saved_model",
+        ),
+        ({"max_map_drop": -1}, ValueError, "max_map_drop must be a number of mAP points >= 0"),
         ({"nms": "soft"}, ValueError, "unknown nms 'soft'"),
         ({"format": "onnx", "nms": "v5"}, ValueError, "ONNX exports the decoded candidates"),
         ({"format": "saved_model", "nms": "android"}, ValueError, "is a TFLite layout"),
@@ -136,10 +142,34 @@ def test_reference_nms_is_class_aware():
     kept = verify.reference_nms(boxes, scores, 10, 0.45, 0.25)
     np.testing.assert_allclose(kept["scores"], [0.9, 0.7])
     assert len(verify.reference_nms(boxes, scores, 1, 0.45, 0.25)["scores"]) == 1
-    # per_class: a box scoring for two classes is a candidate for each.
+    # A box scoring for two classes is one detection, of its best class (as predict()).
     both = np.array([[0.9, 0.6], [0.0, 0.0], [0.0, 0.0]])
-    kept = verify.reference_nms(boxes, both, 10, 0.45, 0.25, per_class=True)
-    np.testing.assert_array_equal(kept["classes"], [0, 1])
+    kept = verify.reference_nms(boxes, both, 10, 0.45, 0.25)
+    np.testing.assert_array_equal(kept["classes"], [0])
+
+
+def test_reference_nms_compares_boxes_before_clipping():
+    """A box crossing the right border and one inside it: IoU 0.4 unclipped, 1 clipped to the
+    image. The NMS compares them unclipped (as predict()) and returns them clipped."""
+    boxes = np.array([[0.7, 0.1, 1.45, 0.5], [0.7, 0.1, 1.0, 0.5]])
+    scores = np.array([[0.9], [0.8]])
+    kept = verify.reference_nms(boxes, scores, 10, 0.45, 0.25)
+    np.testing.assert_allclose(kept["scores"], [0.9, 0.8])
+    assert kept["boxes"].max() == 1.0
+    assert len(verify.reference_nms(np.clip(boxes, 0, 1), scores, 10, 0.45, 0.25)["scores"]) == 1
+
+
+def test_missing_mediapipe_fails_an_android_export_with_metadata(model, tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+
+    def without_mediapipe(name, *args):
+        return None if name == "mediapipe" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_mediapipe)
+    with pytest.raises(ImportError, match=r"pip install keras-yolov7\[export\].*metadata=False"):
+        kyv7.export.export(model, tmp_path / "m.tflite", nms="android", image_size=SIZE)
 
 
 def test_detection_agreement_and_nms_consistency():

@@ -29,7 +29,10 @@ from keras_yolov7.convert import read_torch_checkpoint
 torch = pytest.importorskip("torch")
 
 MODULE_FILE = pathlib.Path(__file__).resolve().parents[1] / "keras_yolov7" / "convert" / "torch_checkpoint.py"
-TINY_KEYS = pathlib.Path(__file__).resolve().parent / "fixtures" / "keys" / "yolov7-tiny.training.txt"
+FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
+TINY_KEYS = FIXTURES / "keys" / "yolov7-tiny.training.txt"
+sys.path.insert(0, str(FIXTURES))
+from official_checkpoint import write_official_checkpoint  # noqa: E402
 
 COMMON_PY = """
 import torch
@@ -702,3 +705,62 @@ def test_load_torch_checkpoint_refuses_a_foreign_model(files):
 
     with pytest.raises(TorchCheckpointError, match="do not match the training-configuration key names"):
         load_torch_checkpoint(files.paths["official"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Official release files in every form
+
+
+def fp16(state_dict):
+    """The values an official (float16) file holds, as the reader returns them."""
+    return {k: v.astype(np.float16).astype(np.float32) if v.dtype == np.float32 else v for k, v in state_dict.items()}
+
+
+@pytest.mark.parametrize("form", ["training", "deploy", "deploy_fused"])
+def test_load_torch_checkpoint_reads_every_official_form(tmp_path, form):
+    from keras_yolov7.convert import load_torch_checkpoint
+    from keras_yolov7.convert import to_torch_state_dict
+
+    names = ["square", "disc", "star"]
+    path = tmp_path / "yolov7-tiny.pt"
+    written = fp16(write_official_checkpoint(path, "yolov7_tiny", form, num_classes=3, seed=2, class_names=names))
+    model, info = load_torch_checkpoint(path, return_info=True)
+    assert (info.preset, info.form, info.module_class) == ("yolov7_tiny", form, "models.yolo.Model")
+    assert (model.fused, model.num_classes, model.class_names) == (form == "deploy_fused", 3, names)
+    assert info.epoch == -1 and info.saved_dtypes[0] == "float16"
+    exported = to_torch_state_dict(model, form=form)
+    assert list(exported) == list(written)
+    for name, value in written.items():
+        if not name.endswith("num_batches_tracked"):
+            np.testing.assert_array_equal(exported[name], value, err_msg=name)
+
+
+@pytest.mark.slow
+def test_yolov7_e6_and_e6e_are_told_apart_by_their_names(tmp_path):
+    # Their heads read equally wide maps; the candidates are built and their names compared.
+    from keras_yolov7.convert import load_torch_checkpoint
+
+    path = tmp_path / "yolov7-e6e.pt"
+    write_official_checkpoint(path, "yolov7_e6e", "deploy_fused", num_classes=2)
+    model, info = load_torch_checkpoint(path, return_info=True)
+    assert (model.architecture, info.form, model.num_classes) == ("yolov7_e6e", "deploy_fused", 2)
+
+
+def test_reading_needs_the_returned_arrays_plus_one_storage(tmp_path):
+    """Peak memory while reading an official file: the float32 arrays returned, plus one storage
+    being copied out, plus the unpickled module objects (a few MB)."""
+    import tracemalloc
+
+    path = tmp_path / "yolov7-tiny.pt"
+    write_official_checkpoint(path, "yolov7_tiny", "training")
+    with zipfile.ZipFile(path) as archive:
+        largest = max(i.file_size for i in archive.infolist() if "/data/" in i.filename)
+    tracemalloc.start()
+    try:
+        state_dict = read_torch_checkpoint(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    returned = sum(value.nbytes for value in state_dict.values())
+    assert returned > 2 * 12 * 10**6  # 6.2 million float32 values
+    assert peak - returned < largest + 8 * 2**20, (peak, returned, largest)

@@ -163,3 +163,16 @@ def add_nms_options(parser, conf, iou, max_det, conf_help="confidence threshold"
     parser.add_argument(
         "--max-det", type=positive_int, default=max_det, metavar="N", help="detections per image"
     )
+
+
+def add_inference_precision(parser):
+    """--precision of predict and val: the model's compute precision."""
+    from keras_yolov7.training.precision import INFERENCE_PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        choices=INFERENCE_PRECISIONS,
+        default="auto",
+        help="compute precision: float32, bfloat16, or auto: bfloat16 on the TensorFlow backend "
+        "on a CPU with AMX or AVX512-BF16 and no GPU, float32 elsewhere",
+    )

@@ -7,9 +7,10 @@ class CLIError(Exception):
 
 def reported_errors():
     """The exception types a command reports as one line: bad arguments and inputs met by the
-    library (`ValueError`, file problems), a failed export verification and a training loss that
-    became NaN. Anything else is a bug and keeps its traceback."""
+    library (`ValueError`, file problems), a missing optional dependency (`ImportError`), a
+    failed export verification and a training loss that became NaN. Anything else is a bug and
+    keeps its traceback."""
     from keras_yolov7.export.verify import ExportVerificationError
     from keras_yolov7.training.guard import NonFiniteLossError
 
-    return (CLIError, ValueError, OSError, ExportVerificationError, NonFiniteLossError)
+    return (CLIError, ValueError, OSError, ImportError, ExportVerificationError, NonFiniteLossError)

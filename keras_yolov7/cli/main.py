@@ -108,7 +108,10 @@ def main(argv=None):
     argv = [str(a) for a in (sys.argv[1:] if command_line else argv)]
     command = argv[0] if argv and argv[0] in COMMANDS else None
     try:
-        args = build_parser(command).parse_args(argv)
+        # A command's options may import TensorFlow (export's choices come from the export
+        # package): its start-up lines are filtered here too.
+        with quiet.filtered_stderr():
+            args = build_parser(command).parse_args(argv)
     except SystemExit as done:  # --help (0) or a usage error (2), already printed
         return done.code
     args.argv = argv[1:]

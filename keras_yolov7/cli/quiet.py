@@ -33,7 +33,7 @@ def import_frameworks():
     """Imports Keras (with its backend) and TensorFlow, which the commands' data and export code
     use on every backend, leaving their start-up lines out of stderr."""
     if "keras" not in sys.modules or "tensorflow" not in sys.modules:
-        with _filtered_stderr():
+        with filtered_stderr():
             import keras  # noqa: F401
             import tensorflow  # noqa: F401
     for name in _LOGGERS:
@@ -45,9 +45,9 @@ def _is_start_up_line(line):
 
 
 @contextlib.contextmanager
-def _filtered_stderr():
+def filtered_stderr():
     """Captures file descriptor 2 (where C++ code writes) and writes it back without the
-    start-up lines."""
+    start-up lines (around code that may import TensorFlow first)."""
     try:
         descriptor = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # stderr replaced (tests): nothing to filter

@@ -1,277 +1,148 @@
-"""Official YOLOv7 state_dict names <-> Keras variables, in both directions.
+"""Official YOLOv7 state_dict names <-> Keras variables, in both directions, in the three forms
+official files hold (see `keras_yolov7.layers.official`):
 
-The official training configs number their modules `model.{i}` in yaml order; one Keras block spans
-several of those indices (an ELAN of depth n spans n + 4: two split convs, n chain convs, the concat
-and the transition). `official_layout` walks an architecture and lists every official tensor with
-its PyTorch shape and the Keras variable it corresponds to, so loading and exporting are one table.
+- "training" (`cfg/training`) loads into and is written from a training-form model;
+- "deploy" (`cfg/deploy`: plain Detect head with the implicit vectors folded in, no auxiliary
+  head) loads into a training-form model whose implicit vectors become neutral (add 0,
+  multiply 1), so the head's convs take the official weights unchanged. The P6 auxiliary head and
+  its nodes are not in the file and keep their fresh initialisation: fine-tuning from a deploy
+  file trains the auxiliary head from scratch;
+- "deploy_fused" (deploy after the official `fuse()`) loads into a fused model (`fused=True`).
+
+The table of names is read from the built model itself: each node layer (named `{block}_{i}`)
+declares how many official module indices it occupies and its tensors; the converter walks the
+nodes in official order, adding up the indices, and ends with the head. Nodes a form does not have
+(the P6 auxiliary-only nodes in the deploy forms) do not occur, which shifts the later indices
+exactly as the official deploy configs do.
 """
 
 import dataclasses
+import functools
+import re
 
 import keras
 import numpy as np
 
-from keras_yolov7.models.builder import is_second_branch
+from keras_yolov7.layers.block import Fusable
+from keras_yolov7.layers.official import FORMS
+from keras_yolov7.models.builder import BLOCKS
+from keras_yolov7.models.builder import required_nodes
 from keras_yolov7.models.builder import resolve_architecture
 
+_NODE_NAME = re.compile(rf"(?:{'|'.join(sorted(BLOCKS, key=len, reverse=True))})_(\d+)")
+_BUFFERS = ("counter", "anchors", "anchor_grid")
+_HEAD_CONV = re.compile(r"model\.(\d+)\.m\.0\.weight")
 
-@dataclasses.dataclass(frozen=True)
-class OfficialTensor:
-    """One official state_dict entry.
 
-    Attributes:
-        name: official key, e.g. `model.4.cv1.conv.weight`.
-        shape: PyTorch shape (conv weights `(out, in, kh, kw)`).
-        layer: name of the top-level Keras layer holding the variable (None for buffers that have
-            no variable: `num_batches_tracked`, `anchors`, `anchor_grid`).
-        path: attribute / index path from that layer to the variable.
-        kind: "kernel" (OIHW <-> HWIO), "vector", "implicit" ((1, C, 1, 1) <-> (C,)), "counter",
-            "anchors" (grid units) or "anchor_grid" (pixels).
+def official_form(state_dict):
+    """Which official form a state_dict holds, from its key names: "training" (implicit `ia`
+    vectors), "deploy" (BatchNorm statistics, no implicit vectors) or "deploy_fused" (neither).
+
+    Raises:
+        ValueError: the key names hold implicit vectors but no BatchNorm (a training model after
+            the official `fuse()`, which no official config describes).
     """
-
-    name: str
-    shape: tuple
-    layer: str = None
-    path: tuple = ()
-    kind: str = "vector"
-
-
-def _bn(prefix, layer, path, channels):
-    return [
-        OfficialTensor(f"{prefix}.weight", (channels,), layer, path + ("gamma",)),
-        OfficialTensor(f"{prefix}.bias", (channels,), layer, path + ("beta",)),
-        OfficialTensor(f"{prefix}.running_mean", (channels,), layer, path + ("moving_mean",)),
-        OfficialTensor(f"{prefix}.running_var", (channels,), layer, path + ("moving_variance",)),
-        OfficialTensor(f"{prefix}.num_batches_tracked", (), kind="counter"),
-    ]
+    names = list(state_dict)
+    has_bn = any(name.endswith(".running_var") for name in names)
+    has_implicit = any(re.fullmatch(r"model\.\d+\.ia\.\d+\.implicit", name) for name in names)
+    if has_implicit and not has_bn:
+        raise ValueError(
+            "the state_dict holds implicit vectors (ia/im) but no BatchNorm statistics: a training "
+            "model after the official fuse(), which is not one of the official forms "
+            f"{FORMS}; convert the unfused training file, or a deploy one"
+        )
+    if has_implicit:
+        return "training"
+    return "deploy" if has_bn else "deploy_fused"
 
 
-def _conv(prefix, layer, path, c_in, c_out, k):
-    """A Conv unit: `{prefix}.conv.weight` + `{prefix}.bn.*`."""
-    kernel = OfficialTensor(
-        f"{prefix}.conv.weight", (c_out, c_in, k, k), layer, path + ("conv", "kernel"), "kernel"
-    )
-    return [kernel] + _bn(f"{prefix}.bn", layer, path + ("bn",), c_out)
+def _find_layers(model):
+    """The node layers `{i: layer}` and the heads `{name: layer}`, wherever nested."""
+    nodes, heads, seen = {}, {}, set()
+
+    def visit(container):
+        for layer in container.layers:
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            match = _NODE_NAME.fullmatch(layer.name)
+            if match:
+                nodes[int(match.group(1))] = layer
+            elif layer.name in ("lead_head", "aux_head"):
+                heads[layer.name] = layer
+            elif isinstance(layer, keras.Model):
+                visit(layer)
+
+    visit(model)
+    return nodes, heads
 
 
-def _repconv(prefix, layer, c_in, c_out, k, strides):
+def _model_form(model, form):
+    """`form` (default: the model's own, training or deploy_fused), checked against the model."""
+    form = form or ("deploy_fused" if model.fused else "training")
+    if form not in FORMS:
+        raise ValueError(f"unknown official form {form!r}; expected one of {FORMS}")
+    if model.fused and form != "deploy_fused":
+        raise ValueError(
+            f"the official {form} form has unfused BatchNorm; load into a model built with "
+            "fused=False, then call get_fused() for inference"
+        )
+    if not model.fused and form == "deploy_fused":
+        raise ValueError(
+            "the official deploy_fused form has BatchNorm folded and RepConv merged; load it into "
+            "a model built with fused=True (or export a fused model: model.get_fused())"
+        )
+    return form
+
+
+def _modules(model, form):
+    """The model's layers holding the official `form`, each with its first module index."""
+    nodes, heads = _find_layers(model)
+    if form != "training":
+        lead_only = required_nodes(resolve_architecture(model.architecture), with_aux=False)
+        nodes = {i: layer for i, layer in nodes.items() if i in lead_only}
+    modules, index = [], 0
+    for i in sorted(nodes):
+        # keras' own MaxPooling2D / UpSampling2D / Concatenate nodes: one module, no tensors.
+        if isinstance(nodes[i], Fusable):
+            modules.append((nodes[i], index))
+            index += nodes[i].official_span()
+        else:
+            index += 1
+    modules.append((heads["lead_head"], index))
+    return modules, heads.get("aux_head") if form == "training" else None
+
+
+def _layout(model, form):
+    """The official tensors of the model in `form`, and the layers holding them."""
+    modules, aux_head = _modules(model, form)
     tensors = []
-    if c_in == c_out and strides == 1:
-        tensors += _bn(f"{prefix}.rbr_identity", layer, ("identity_bn",), c_in)
-    tensors.append(
-        OfficialTensor(
-            f"{prefix}.rbr_dense.0.weight",
-            (c_out, c_in, k, k),
-            layer,
-            ("dense_convs", -1, "kernel"),
-            "kernel",
-        )
-    )
-    tensors += _bn(f"{prefix}.rbr_dense.1", layer, ("dense_bn",), c_out)
-    tensors.append(
-        OfficialTensor(
-            f"{prefix}.rbr_1x1.0.weight", (c_out, c_in, 1, 1), layer, ("pointwise_conv", "kernel"), "kernel"
-        )
-    )
-    tensors += _bn(f"{prefix}.rbr_1x1.1", layer, ("pointwise_bn",), c_out)
-    return tensors
+    for layer, index in modules[:-1]:
+        tensors += layer.official_tensors(index, form)
+    head, index = modules[-1]
+    return tensors + head.official_tensors(index, form, auxiliary_head=aux_head), modules
 
 
-def _elan(index, layer, path, c_in, args):
-    depth, branch, chain = args["depth"], args["branch_filters"], args["chain_filters"]
-    tensors = _conv(f"model.{index}", layer, path + ("cv1",), c_in, branch, 1)
-    tensors += _conv(f"model.{index + 1}", layer, path + ("cv2",), c_in, branch, 1)
-    width = branch
-    for k in range(depth):
-        tensors += _conv(f"model.{index + 2 + k}", layer, path + ("chain", k), width, chain, 3)
-        width = chain
-    widths = [branch, branch] + [chain] * depth
-    concat = sum(widths[depth + 2 + t] for t in args["taps"])
-    tensors += _conv(
-        f"model.{index + depth + 3}", layer, path + ("transition",), concat, args["filters"], 1
-    )
-    return tensors
-
-
-def node_span(block, args):
-    """How many official module indices one architecture node occupies."""
-    if block == "elan":
-        return args["depth"] + 4
-    if block == "eelan":
-        return 2 * (args["depth"] + 4) + 1
-    if block == "mp":
-        return 5
-    if block == "sppcspc_tiny":
-        return 9
-    return 1
-
-
-def official_layout(architecture, num_classes, auxiliary=True):
-    """Every tensor of the official training-config state_dict, in state_dict order.
+def official_layout(model, num_classes=80, form=None):
+    """Every tensor of an official state_dict of `model`, in state_dict order.
 
     Args:
-        architecture: preset name or architecture dict.
-        num_classes: number of classes.
-        auxiliary: include the auxiliary head (`m2`) of the P6 models.
+        model: a built `YOLOv7ObjectDetector`, or a preset name / architecture dict (a model is built).
+        num_classes: number of classes, when a model is built.
+        form: "training" or "deploy" (unfused models; default "training") or "deploy_fused"
+            (fused models, the default for them). A model is built fused for "deploy_fused".
 
     Returns:
-        list of `OfficialTensor`.
+        list of `keras_yolov7.layers.official.OfficialTensor` (name, PyTorch shape, the Keras
+        variable or None for buffers, kind).
     """
-    arch = resolve_architecture(architecture)
-    nodes = arch["layers"]
-    channels = {-1: 3}
-    tensors = []
-    index = 0
-    for i, (source, block, args) in enumerate(nodes):
-        name = f"{block}_{i}"
+    if isinstance(model, (str, dict)):
+        from keras_yolov7.models import YOLOv7Backbone
+        from keras_yolov7.models import YOLOv7ObjectDetector
 
-        def source_channels(src):
-            if is_second_branch(src):
-                return channels[int(src[1])]
-            if isinstance(src, (list, tuple)):
-                return [source_channels(s) for s in src]
-            return channels[i + src if src < 0 else src]
-
-        c_in = source_channels(source)
-        if block == "conv":
-            k = args.get("kernel_size", 1)
-            tensors += _conv(f"model.{index}", name, (), c_in, args["filters"], k)
-            channels[i] = args["filters"]
-        elif block == "repconv":
-            k, s = args.get("kernel_size", 3), args.get("strides", 1)
-            tensors += _repconv(f"model.{index}", name, c_in, args["filters"], k, s)
-            channels[i] = args["filters"]
-        elif block == "elan":
-            tensors += _elan(index, name, (), c_in, args)
-            channels[i] = args["filters"]
-        elif block == "eelan":
-            span = args["depth"] + 4
-            tensors += _elan(index, name, ("branch_1",), c_in, args)
-            tensors += _elan(index + span, name, ("branch_2",), c_in, args)
-            channels[i] = args["filters"]
-        elif block == "mp":
-            x_in = c_in[0] if isinstance(c_in, list) else c_in
-            skips = c_in[1:] if isinstance(c_in, list) else []
-            f = args["filters"]
-            tensors += _conv(f"model.{index + 1}", name, ("pool_conv",), x_in, f, 1)
-            tensors += _conv(f"model.{index + 2}", name, ("reduce_conv",), x_in, f, 1)
-            tensors += _conv(f"model.{index + 3}", name, ("down_conv",), f, f, 3)
-            channels[i] = 2 * f + sum(skips)
-        elif block == "downc":
-            half = args["filters"] // 2
-            tensors += _conv(f"model.{index}.cv1", name, ("reduce_conv",), c_in, c_in, 1)
-            tensors += _conv(f"model.{index}.cv2", name, ("down_conv",), c_in, half, 3)
-            tensors += _conv(f"model.{index}.cv3", name, ("pool_conv",), c_in, half, 1)
-            channels[i] = args["filters"]
-        elif block == "sppcspc":
-            c = args["filters"]
-            pools = len(args.get("pool_sizes", (5, 9, 13)))
-            specs = {
-                "cv1": (c_in, 1),
-                "cv2": (c_in, 1),
-                "cv3": (c, 3),
-                "cv4": (c, 1),
-                "cv5": ((pools + 1) * c, 1),
-                "cv6": (c, 3),
-                "cv7": (2 * c, 1),
-            }
-            for key, (cin, k) in specs.items():
-                tensors += _conv(f"model.{index}.{key}", name, ("convs", key), cin, c, k)
-            channels[i] = c
-        elif block == "sppcspc_tiny":
-            c = args["filters"]
-            pools = len(args.get("pool_sizes", (5, 9, 13)))
-            offsets = [(0, c_in), (1, c_in), (6, (pools + 1) * c), (8, 2 * c)]
-            for k, (offset, cin) in enumerate(offsets):
-                tensors += _conv(f"model.{index + offset}", name, ("convs", k), cin, c, 1)
-            channels[i] = c
-        elif block == "reorg":
-            channels[i] = 4 * c_in
-        elif block == "concat":
-            channels[i] = sum(c_in)
-        else:  # maxpool, upsample
-            channels[i] = c_in
-        index += node_span(block, args)
-
-    tensors += _head_layout(arch, num_classes, index, channels, auxiliary)
-    return tensors
-
-
-def _head_layout(arch, num_classes, index, channels, auxiliary):
-    levels = len(arch["strides"])
-    anchors_per_level = len(arch["anchors"][0]) // 2
-    outputs = anchors_per_level * (5 + num_classes)
-    prefix = f"model.{index}"
-    tensors = [
-        OfficialTensor(f"{prefix}.anchors", (levels, anchors_per_level, 2), kind="anchors"),
-        OfficialTensor(
-            f"{prefix}.anchor_grid", (levels, 1, anchors_per_level, 1, 1, 2), kind="anchor_grid"
-        ),
-    ]
-
-    def convs(key, layer, sources):
-        out = []
-        for level, source in enumerate(sources):
-            c_in = channels[int(source[1])] if is_second_branch(source) else channels[source]
-            out.append(
-                OfficialTensor(
-                    f"{prefix}.{key}.{level}.weight",
-                    (outputs, c_in, 1, 1),
-                    layer,
-                    ("convs", level, "kernel"),
-                    "kernel",
-                )
-            )
-            out.append(
-                OfficialTensor(
-                    f"{prefix}.{key}.{level}.bias", (outputs,), layer, ("convs", level, "bias")
-                )
-            )
-        return out
-
-    lead = arch["lead"]
-    tensors += convs("m", "lead_head", lead)
-    if auxiliary and arch.get("aux"):
-        tensors += convs("m2", "aux_head", arch["aux"])
-    for level, source in enumerate(lead):
-        tensors.append(
-            OfficialTensor(
-                f"{prefix}.ia.{level}.implicit",
-                (1, channels[source], 1, 1),
-                "lead_head",
-                ("implicit_add", level, "implicit"),
-                "implicit",
-            )
-        )
-    for level in range(levels):
-        tensors.append(
-            OfficialTensor(
-                f"{prefix}.im.{level}.implicit",
-                (1, outputs, 1, 1),
-                "lead_head",
-                ("implicit_multiply", level, "implicit"),
-                "implicit",
-            )
-        )
-    return tensors
-
-
-def _find_layer(model, name):
-    for layer in model.layers:
-        if layer.name == name:
-            return layer
-        if isinstance(layer, keras.Model):
-            found = _find_layer(layer, name)
-            if found is not None:
-                return found
-    return None
-
-
-def _variable(model, tensor):
-    obj = _find_layer(model, tensor.layer)
-    for step in tensor.path:
-        obj = obj[step] if isinstance(step, int) or isinstance(obj, dict) else getattr(obj, step)
-    return obj
+        backbone = YOLOv7Backbone(architecture=model, fused=form == "deploy_fused")
+        model = YOLOv7ObjectDetector(backbone, num_classes=num_classes)
+    return _layout(model, _model_form(model, form))[0]
 
 
 def _to_keras(value, kind):
@@ -290,19 +161,6 @@ def _to_torch(value, kind):
     return value
 
 
-def _check_model(model):
-    if getattr(model, "fused", False):
-        raise ValueError(
-            "official state_dicts hold the training form; load into a model built with fused=False, "
-            "then call get_fused()"
-        )
-    if getattr(model, "elan_chain_block", "conv") != "conv":
-        raise ValueError(
-            f"official checkpoints use plain 3x3 convs in ELAN; this model has "
-            f"elan_chain_block={model.elan_chain_block!r}"
-        )
-
-
 def _describe(names, limit=8):
     names = sorted(names)
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
@@ -310,24 +168,31 @@ def _describe(names, limit=8):
 
 
 def load_torch_state_dict(model, state_dict):
-    """Loads an official YOLOv7 training-config state_dict into a `YOLOv7ObjectDetector`, strictly.
+    """Loads an official YOLOv7 state_dict into a `YOLOv7ObjectDetector`, strictly.
+
+    The form is recognised from the key names (`official_form`): a training or deploy state_dict
+    loads into a training-form model (`fused=False`; deploy: the implicit vectors become add 0 /
+    multiply 1, a P6 auxiliary head keeps its initialisation), a deploy_fused one into a fused
+    model.
 
     Args:
-        model: a `YOLOv7ObjectDetector` in training form (`fused=False`) of the same architecture and
-            class count as the state_dict.
+        model: a `YOLOv7ObjectDetector` of the same architecture and class count as the state_dict.
         state_dict: mapping from official key names (`model.0.conv.weight`, ...) to numpy arrays
             (or anything `np.asarray` accepts) in PyTorch layout. `num_batches_tracked` entries are
             optional; `anchors` / `anchor_grid`, when present, replace the model's anchors.
 
+    Returns:
+        the model.
+
     Raises:
         ValueError: naming every missing, unexpected or mis-shaped key (with a hint when the class
-            count or the preset differs).
+            count or the preset differs), or the form the model cannot hold.
     """
-    _check_model(model)
-    layout = official_layout(model.architecture, model.num_classes, model.has_auxiliary_head)
+    form = _model_form(model, official_form(state_dict))
+    layout, modules = _layout(model, form)
     expected = {t.name: t for t in layout}
     given = set(state_dict)
-    optional = {t.name for t in layout if t.kind in ("counter", "anchors", "anchor_grid")}
+    optional = {t.name for t in layout if t.kind in _BUFFERS}
     missing = set(expected) - given - optional
     unexpected = given - set(expected)
     problems = []
@@ -343,11 +208,9 @@ def load_torch_state_dict(model, state_dict):
     if shapes:
         problems.append("mis-shaped keys: " + "; ".join(shapes[:8]))
     if problems:
-        hint = _mismatch_hint(model, state_dict, layout)
         raise ValueError(
-            f"state_dict does not match {model.architecture!r} with {model.num_classes} classes: "
-            + " | ".join(problems)
-            + hint
+            f"{form} state_dict does not match {model.architecture!r} with {model.num_classes} "
+            "classes: " + " | ".join(problems) + _mismatch_hint(model, state_dict, layout)
         )
 
     for tensor in layout:
@@ -359,12 +222,15 @@ def load_torch_state_dict(model, state_dict):
         elif tensor.kind == "anchor_grid":
             model.anchors = value.reshape(model.anchors.shape)
         elif tensor.kind != "counter":
-            _variable(model, tensor).assign(_to_keras(value, tensor.kind))
+            tensor.variable.assign(_to_keras(value, tensor.kind))
+    for layer, _ in modules:
+        for variable, value in layer.official_defaults(form):
+            variable.assign(value)
     return model
 
 
 def _mismatch_hint(model, state_dict, layout):
-    head = next(t for t in layout if t.name.endswith(".m.0.weight"))
+    head = next(t for t in layout if _HEAD_CONV.fullmatch(t.name))
     if head.name in state_dict:
         outputs = np.shape(state_dict[head.name])[0]
         per_anchor = outputs // len(model.anchors[0])
@@ -379,16 +245,23 @@ def _mismatch_hint(model, state_dict, layout):
     return ""
 
 
-def to_torch_state_dict(model):
+def to_torch_state_dict(model, form=None):
     """The model's weights under official key names and PyTorch layouts (numpy arrays).
 
     The inverse of `load_torch_state_dict`: loading the result into a fresh model reproduces the
-    weights exactly. `num_batches_tracked` is written as 0 (Keras does not count batches).
+    weights exactly (the deploy form: the lead outputs). `num_batches_tracked` is written as 0
+    (Keras does not count batches).
+
+    Args:
+        model: a `YOLOv7ObjectDetector`.
+        form: "training" (the default for an unfused model), "deploy" (an unfused model: the
+            implicit vectors folded into the head's convs, no auxiliary head) or "deploy_fused"
+            (a fused model, its default; `model.get_fused()` makes one).
     """
-    _check_model(model)
+    form = _model_form(model, form)
     state = {}
     strides = np.asarray(model.strides, np.float32)[:, None, None]
-    for tensor in official_layout(model.architecture, model.num_classes, model.has_auxiliary_head):
+    for tensor in _layout(model, form)[0]:
         if tensor.kind == "counter":
             state[tensor.name] = np.array(0, np.int64)
         elif tensor.kind == "anchors":
@@ -396,28 +269,71 @@ def to_torch_state_dict(model):
         elif tensor.kind == "anchor_grid":
             state[tensor.name] = model.anchors.reshape(tensor.shape).astype(np.float32)
         else:
-            value = np.asarray(keras.ops.convert_to_numpy(_variable(model, tensor)), np.float32)
+            value = tensor.value() if tensor.value is not None else tensor.variable
+            value = np.asarray(keras.ops.convert_to_numpy(value), np.float32)
             state[tensor.name] = _to_torch(value, tensor.kind)
     return state
 
 
-def identify_preset(state_dict):
-    """The preset whose official key names match the state_dict's exactly, else None."""
+def _head_index(state_dict):
+    """The module index of the state_dict's head (`model.{i}.m.0.weight`), else None."""
+    found = {int(m.group(1)) for m in map(_HEAD_CONV.fullmatch, state_dict) if m}
+    return found.pop() if len(found) == 1 else None
+
+
+def preset_candidates(state_dict):
+    """Presets whose lead head reads feature maps as wide as the state_dict's head convs take
+    (a cheap first filter on the architectures' data; `names_match` compares every name)."""
     from keras_yolov7.models.configs import ARCHITECTURES
 
+    head = _head_index(state_dict)
+    widths = []
+    while f"model.{head}.m.{len(widths)}.weight" in state_dict:
+        shape = np.shape(state_dict[f"model.{head}.m.{len(widths)}.weight"])
+        widths.append(shape[1] if len(shape) == 4 else None)
+    return [
+        preset
+        for preset, arch in ARCHITECTURES.items()
+        if widths and widths == [arch["layers"][i][2].get("filters") for i in arch["lead"]]
+    ]
+
+
+def names_match(state_dict, layout):
+    """Whether the state_dict has exactly the names of `layout` (a list of `OfficialTensor`);
+    `num_batches_tracked` and the anchor buffers are optional."""
     given = {k for k in state_dict if not k.endswith("num_batches_tracked")}
-    for preset in ARCHITECTURES:
-        names = {
-            t.name for t in official_layout(preset, 1) if t.kind != "counter"
-        }
-        if names == given or names - {n for n in names if ".anchor" in n} == given:
+    names = {t.name for t in layout if t.kind != "counter"}
+    without_anchors = {n for n in names if not n.endswith((".anchors", ".anchor_grid"))}
+    return given in (names, without_anchors)
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_layouts(preset, fused):
+    """`{form: layout}` of the forms a one-class model of `preset` holds (names do not depend on
+    the class count), kept without the model's variables."""
+    from keras_yolov7.models import YOLOv7ObjectDetector
+
+    model = YOLOv7ObjectDetector.from_preset(preset, num_classes=1, fused=fused)
+    forms = ("deploy_fused",) if fused else ("training", "deploy")
+    return {
+        form: tuple(dataclasses.replace(t, variable=None, value=None) for t in _layout(model, form)[0])
+        for form in forms
+    }
+
+
+def identify_preset(state_dict):
+    """The preset whose official key names (in the state_dict's form) match exactly, else None."""
+    try:
+        form = official_form(state_dict)
+    except ValueError:
+        return None
+    for preset in preset_candidates(state_dict):
+        if names_match(state_dict, _preset_layouts(preset, form == "deploy_fused")[form]):
             return preset
     return None
 
 
-def num_classes_of(state_dict, preset):
-    """Number of classes of an official state_dict of a known preset."""
-    arch = resolve_architecture(preset)
-    head = next(t for t in official_layout(preset, 1) if t.name.endswith(".m.0.weight"))
-    anchors_per_level = len(arch["anchors"][0]) // 2
-    return np.shape(state_dict[head.name])[0] // anchors_per_level - 5
+def num_classes_of(state_dict, anchors_per_level=3):
+    """Number of classes of an official state_dict, from its head convs' width."""
+    outputs = np.shape(state_dict[f"model.{_head_index(state_dict)}.m.0.weight"])[0]
+    return int(outputs) // anchors_per_level - 5

@@ -41,6 +41,7 @@ def evaluate(
     conf=0.001,
     iou=0.65,
     max_det=300,
+    precision="auto",
     plots=True,
     save_json=False,
     project="runs/val",
@@ -60,6 +61,9 @@ def evaluate(
             whether files outside the dataset root are read (see `keras_yolov7.data`).
         image_size: network size (default: the model's training size).
         batch_size: images per batch.
+        precision: compute precision, "float32", "bfloat16" or "auto" (bfloat16 on the
+            TensorFlow backend on a CPU with AMX or AVX512-BF16 and no GPU, else float32;
+            `keras_yolov7.training.with_inference_precision`).
         conf, iou, max_det: NMS settings (official evaluation: 0.001, 0.65, 300).
         plots: write PR_curve.png, F1_curve.png, confusion_matrix.png, val_batch0-2.png.
         save_json: write the detections as COCO results JSON (predictions.json).
@@ -72,7 +76,7 @@ def evaluate(
     from keras_yolov7.data import DetectionDataset
     from keras_yolov7.data import make_val_dataset
     from keras_yolov7.engine.weights import check_num_classes
-    from keras_yolov7.engine.weights import inference_model
+    from keras_yolov7.engine.weights import inference_model_in
     from keras_yolov7.engine.weights import input_size
     from keras_yolov7.engine.weights import load_model
     from keras_yolov7.evaluation import evaluate_model
@@ -103,6 +107,7 @@ def evaluate(
             "conf": conf,
             "iou": iou,
             "max_det": max_det,
+            "precision": precision,
             "plots": plots,
             "save_json": save_json,
             "project": os.fspath(project),
@@ -110,7 +115,9 @@ def evaluate(
             "exist_ok": exist_ok,
         },
     )
-    model = inference_model(model)
+    model, precision_line = inference_model_in(model, precision)
+    if verbose:
+        print(precision_line)
     batches = make_val_dataset(
         dataset, image_size=size, batch_size=batch_size, stride=max(model.strides)
     )

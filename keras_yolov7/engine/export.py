@@ -3,15 +3,18 @@ checked on a dataset's images when one is given."""
 
 import os
 
+from keras_yolov7.export.layout import DEFAULT_MAX_MAP_DROP
+from keras_yolov7.export.layout import FORMAT_QUANTIZATIONS
+
 
 def default_output(weights, format, precision, nms):
-    """Beside the weights: `<stem>_<precision>[_<nms>].tflite`, `<stem>.onnx`,
+    """Beside the weights: `<stem>_<precision>[_<nms>].tflite`, `<stem>[_int8].onnx`,
     `<stem>_saved_model`."""
     stem = os.path.splitext(os.fspath(weights))[0]
     if format == "tflite":
         return f"{stem}_{precision}{'' if nms in (None, 'none') else '_' + nms}.tflite"
     if format == "onnx":
-        return f"{stem}.onnx"
+        return f"{stem}{'' if precision == 'fp32' else '_' + precision}.onnx"
     return f"{stem}_saved_model"
 
 
@@ -27,6 +30,8 @@ def export(
     image_dir=None,
     allow_outside_root=False,
     num_calibration=200,
+    metadata=True,
+    max_map_drop=DEFAULT_MAX_MAP_DROP,
     conf=0.25,
     iou=0.45,
     max_det=100,
@@ -38,7 +43,8 @@ def export(
     Args:
         weights: a `.keras` / official `.pt` path or a `YOLOv7ObjectDetector`.
         format: "saved_model", "tflite" or "onnx".
-        precision: TFLite "fp32", "fp16" or "int8" (int8 needs `data`).
+        precision: "fp32"; TFLite also "fp16" and "int8"; ONNX also "int8" (QDQ); int8 needs
+            `data`.
         nms: in-graph NMS "none", "v4", "v5", "android"; None: v5 for SavedModel, none otherwise.
         image_size: network size (default: the model's training size).
         output: the file (or SavedModel folder); default beside the weights (`default_output`).
@@ -47,8 +53,11 @@ def export(
             the float model's) and check the export; default synthetic check images.
         split, image_dir, allow_outside_root: see `engine.evaluate`.
         num_calibration: int8 calibration images.
+        metadata: nms "android": write the ObjectDetector metadata (needs mediapipe).
+        max_map_drop: int8: fail when mAP@0.5 on `data` is more than this many points below
+            the float model's; None reports it without a limit.
         conf, iou, max_det: the in-graph NMS settings.
-        verbose: 1 prints the dataset read, 0 nothing.
+        verbose: 1 prints the dataset read, the progress and the report, 0 nothing.
 
     Returns:
         The `keras_yolov7.export.ExportResult`.
@@ -60,8 +69,11 @@ def export(
     from keras_yolov7.engine.weights import load_model
     from keras_yolov7.export import export as export_model
 
-    if precision != "fp32" and format != "tflite":
-        raise ValueError(f"precision {precision} is for TFLite; {format} exports are fp32")
+    if format in FORMAT_QUANTIZATIONS and precision not in FORMAT_QUANTIZATIONS[format]:
+        raise ValueError(
+            f"precision {precision} is not offered for {format}; expected one of "
+            f"{', '.join(FORMAT_QUANTIZATIONS[format])}"
+        )
     if precision == "int8" and data is None:
         raise ValueError("int8 precision needs data: calibration images from your dataset")
     is_path = isinstance(weights, (str, os.PathLike))
@@ -99,8 +111,11 @@ def export(
         nms=nms,
         num_calibration_images=num_calibration,
         class_names=model.class_names,
+        metadata=metadata,
+        max_map_drop=max_map_drop,
         max_detections=max_det,
         score_threshold=conf,
         iou_threshold=iou,
+        verbose=bool(verbose),
         **options,
     )

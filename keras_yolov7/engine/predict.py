@@ -76,6 +76,7 @@ def predict(
     conf=0.25,
     iou=0.45,
     max_det=300,
+    precision="auto",
     batch_size=1,
     save=True,
     save_json=False,
@@ -98,6 +99,9 @@ def predict(
         source: image files, folders (their files, not recursive) and glob patterns (a path or
             a list of them); files that are not images are skipped with a warning.
         image_size: network size (default: the model's training size).
+        precision: compute precision, "float32", "bfloat16" or "auto" (bfloat16 on the
+            TensorFlow backend on a CPU with AMX or AVX512-BF16 and no GPU, else float32;
+            `keras_yolov7.training.with_inference_precision`).
         conf, iou, max_det: detection settings (official detect.py: 0.25, 0.45, 300).
         batch_size: images per forward pass (images of the same letterboxed shape are batched).
         save: write one picture per image with its boxes, named like the image.
@@ -117,7 +121,7 @@ def predict(
     Raises:
         ValueError: no readable image at all (no run directory is made).
     """
-    from keras_yolov7.engine.weights import inference_model
+    from keras_yolov7.engine.weights import inference_model_in
     from keras_yolov7.engine.weights import input_size
     from keras_yolov7.engine.weights import load_model
     from keras_yolov7.models.image_inputs import NotAnImageError
@@ -126,7 +130,9 @@ def predict(
     files = find_images(source)
     model = load_model(weights) if isinstance(weights, (str, os.PathLike)) else weights
     size = input_size(model, image_size)
-    model = inference_model(model)
+    model, precision_line = inference_model_in(model, precision)
+    if verbose:
+        print(precision_line)
     model.set_prediction_settings(
         confidence_threshold=conf, iou_threshold=iou, max_detections=max_det, multi_label=False
     )

@@ -94,6 +94,21 @@ def inference_model(model):
     return flexible
 
 
+def inference_model_in(model, precision):
+    """`inference_model(model)` computing in `precision` (--precision), and a line saying which
+    precision that is and why."""
+    from keras_yolov7.training.devices import cpu_bfloat16_features
+    from keras_yolov7.training.precision import resolve_inference_precision
+    from keras_yolov7.training.precision import with_inference_precision
+
+    resolved = resolve_inference_precision(precision)
+    line = f"inference precision: {resolved}"
+    if precision == "auto":
+        features = ", ".join(cpu_bfloat16_features()) or "none"
+        line += f" (auto; CPU bfloat16 features: {features})"
+    return with_inference_precision(inference_model(model), resolved), line
+
+
 @contextlib.contextmanager
 def float32_policy():
     """Builds models in float32 whatever the global dtype policy (mixed precision training)."""

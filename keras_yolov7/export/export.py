@@ -10,6 +10,7 @@ the export is verified against are still computed by the caller's backend.
 """
 
 import dataclasses
+import importlib.util
 import json
 import os
 import pathlib
@@ -24,16 +25,18 @@ import numpy as np
 
 from keras_yolov7.export import calibration
 from keras_yolov7.export import verify as verify_lib
+from keras_yolov7.export.layout import DEFAULT_MAX_MAP_DROP
+from keras_yolov7.export.layout import FORMAT_QUANTIZATIONS
 from keras_yolov7.export.layout import FORMATS
 from keras_yolov7.export.layout import MAX_CLASSES
 from keras_yolov7.export.layout import NMS_CHOICES
-from keras_yolov7.export.layout import NMS_OPS
 from keras_yolov7.export.layout import QUANTIZATIONS
 from keras_yolov7.models import YOLOv7Backbone
 from keras_yolov7.models import YOLOv7ObjectDetector
 from keras_yolov7.models.builder import resolve_architecture
 
 DEFAULT_NMS = {"saved_model": "v5", "tflite": "none", "onnx": "none"}
+
 SUFFIXES = {".tflite": "tflite", ".onnx": "onnx"}
 
 NUM_SAMPLE_IMAGES = 4
@@ -45,7 +48,7 @@ class ExportResult:
 
     Attributes:
         path: the exported file (TFLite, ONNX) or directory (SavedModel).
-        format, quantization, nms: the export's settings ("fp32" for SavedModel and ONNX).
+        format, quantization, nms: the export's settings ("fp32" for SavedModel).
         image_size: the static square input size in pixels.
         num_classes: number of classes.
         file_size: bytes on disk (a SavedModel directory counted in full).
@@ -54,7 +57,7 @@ class ExportResult:
         ops: `{op name: count}` of the exported graph (TFLite: custom ops as "custom:NAME").
         float_ops: int8 TFLite only: ops computing in float (post-processing only).
         verification: the measured figures (see `keras_yolov7.export.verify`).
-        metadata: Android metadata status (TFLite "android" layout), else "".
+        metadata: ObjectDetector metadata status (TFLite "android" layout), else "".
     """
 
     path: str
@@ -74,6 +77,46 @@ class ExportResult:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    def summary(self):
+        """The report `export` prints: file, settings, tensors, ops, verification, metadata."""
+        lines = [
+            f"exported {self.path}: {self.format}, {self.quantization}, nms {self.nms}, "
+            f"{self.image_size}x{self.image_size}, {self.num_classes} classes, "
+            f"{self.file_size / 1e6:.1f} MB"
+        ]
+        for kind, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
+            described = ", ".join(
+                f"{name} {spec['dtype']} {tuple(spec['shape'])}" for name, spec in tensors.items()
+            )
+            lines.append(f"  {kind}: {described}")
+        if self.ops:
+            ops = sorted(self.ops.items(), key=lambda item: (-item[1], item[0]))
+            lines.append(
+                f"  ops ({sum(self.ops.values())}): " + ", ".join(f"{op} {n}" for op, n in ops)
+            )
+        if self.float_ops:
+            lines.append(
+                "  float ops: " + ", ".join(f"{op} {n}" for op, n in sorted(self.float_ops.items()))
+            )
+        lines.append("  verification:")
+        lines += _figure_lines(self.verification, "    ")
+        if self.metadata:
+            lines.append(f"  metadata: {self.metadata}")
+        return "\n".join(lines)
+
+
+def _figure_lines(values, indent):
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines += _figure_lines(value, indent + "  ")
+        elif isinstance(value, float):
+            lines.append(f"{indent}{key}: {value:.4g}")
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return lines
+
 
 def export(
     model,
@@ -87,7 +130,9 @@ def export(
     num_calibration_images=200,
     sample_images=None,
     validation_data=None,
+    max_map_drop=DEFAULT_MAX_MAP_DROP,
     class_names=None,
+    metadata=True,
     max_detections=100,
     score_threshold=0.25,
     iou_threshold=0.45,
@@ -99,7 +144,8 @@ def export(
     The exported graph is always the fused model (a model that is not fused is fused first)
     with a static square input. Inputs are RGB images, pixel values 0..255, letterboxed to
     `image_size` (pad value 114, as the validation pipeline). Boxes are normalised to [0, 1] of
-    that input: xyxy, except the "android" layout which is ymin, xmin, ymax, xmax.
+    that input and clipped to it: xyxy, except the "android" layout which is ymin, xmin, ymax,
+    xmax.
 
     - saved_model: input uint8 `(batch, S, S, 3)`, batch dynamic. nms "v4" / "v5" (default
       v5): signature "serving_default" gives boxes `(batch, K, 4)`, classes `(batch, K)` int32
@@ -109,12 +155,16 @@ def export(
     - tflite: input `(1, S, S, 3)`, float32 pixels 0..255 (fp32, fp16) or uint8 (int8, scale 1,
       zero point 0). nms "none" (default): boxes `(1, N, 4)`, scores `(1, N, C)`; "v4" / "v5":
       boxes, classes, scores, count padded to K = max_detections, NMS by the builtin
-      NON_MAX_SUPPRESSION_V4 / _V5 op; "android": TFLite_Detection_PostProcess's boxes
-      `(1, K, 4)`, classes `(1, K)`, scores `(1, K)`, count `(1,)` plus ObjectDetector metadata.
-    - onnx: input uint8 `(batch, S, S, 3)`, batch dynamic; boxes `(batch, N, 4)`, scores
-      `(batch, N, C)`.
-    N is the number of candidates (25200 at 640 for the P5 models); in-graph NMS is
-    class-aware, each candidate keeping its best class.
+      NON_MAX_SUPPRESSION_V4 / _V5 op; "android": the v5 NMS in the layout MediaPipe's
+      ObjectDetector reads, boxes `(1, K, 4)` ymin, xmin, ymax, xmax, classes `(1, K)` float32,
+      scores `(1, K)`, count `(1,)` float32, with ObjectDetector metadata (labels, input
+      normalisation, box layout).
+    - onnx: input uint8 `(batch, S, S, 3)`; boxes `(batch, N, 4)`, scores `(batch, N, C)`; the
+      first axis of all three is the dynamic axis "batch". int8: QDQ (ONNX Runtime static
+      quantisation), float32 inputs and outputs unchanged.
+    N is the number of candidates (25200 at 640 for the P5 models). In-graph NMS has the
+    semantics of `predict()`: each candidate keeps its best class, a box is suppressed only by a
+    higher-scoring box of the same class, the `max_detections` best are kept.
 
     Args:
         model: a `YOLOv7ObjectDetector` (any backend) or a path to a `.keras` file of one.
@@ -124,7 +174,8 @@ def export(
             (.tflite, .onnx, anything else a SavedModel).
         image_size: square input size (a multiple of the largest stride); default the model's
             fixed size, else the preset's training size (640, or 1280 for P6 models).
-        quantization: TFLite only: "fp32", "fp16" or "int8" (full-integer, uint8 input).
+        quantization: "fp32"; TFLite also "fp16" and "int8" (full-integer, uint8 input); ONNX
+            also "int8" (QDQ).
         nms: "none", "v4", "v5" or "android" (TFLite only); default per format (above).
         representative_data: int8 only: calibration images `(N, S, S, 3)` uint8 letterboxed to
             `image_size`, an iterable of such batches or of `(images, targets)` pairs (the
@@ -134,23 +185,32 @@ def export(
             default the first 4 representative images, else synthetic images.
         validation_data: int8 only, optional: `(dataset, batches)` where dataset is the
             `DetectionDataset` and batches the validation pipeline's `(images, targets)`
-            batches; the int8 model's mAP@0.5 is then reported next to the float model's.
-        class_names: labels for the Android metadata; default "0", "1", ...
+            batches; the int8 model's mAP is then measured next to the float model's and gated
+            by `max_map_drop`. Without it the int8 accuracy is not measured (said in the report).
+        max_map_drop: int8 with validation_data: the export fails when mAP@0.5 is more than this
+            many points below the float model's; None reports the figures without a limit.
+        class_names: labels for the ObjectDetector metadata; default the model's
+            `class_names`, else "0", "1", ...
+        metadata: "android" layout: write the ObjectDetector metadata (needs mediapipe, the
+            `export` extra). False writes the file without it, which MediaPipe's and the Task
+            Library's ObjectDetector refuse, and says so in `ExportResult.metadata`.
         max_detections: K, detections kept by in-graph NMS.
         score_threshold, iou_threshold: in-graph NMS thresholds.
         opset: ONNX opset (at least 13).
-        verbose: print progress.
+        verbose: print progress and, at the end, the report (`ExportResult.summary()`).
 
     Returns:
         `ExportResult`.
 
     Raises:
         ValueError / TypeError: a bad argument (named with what was expected).
+        ImportError: an "android" export with metadata and no mediapipe installed.
         PermissionError: the output location cannot be written.
         keras_yolov7.export.NonBuiltinOpError: the TFLite graph needs ops outside the builtin
             set.
         keras_yolov7.export.ExportVerificationError: the exported model disagrees with the Keras
-            model beyond tolerance.
+            model beyond tolerance, depends on the interpreter's thread count, is read otherwise
+            by MediaPipe's ObjectDetector, or (int8) loses more than `max_map_drop` mAP points.
     """
     model = _load_model(model)
     options = _resolve_options(
@@ -161,6 +221,8 @@ def export(
         quantization=quantization,
         nms=nms,
         class_names=class_names,
+        metadata=metadata,
+        max_map_drop=max_map_drop,
         max_detections=max_detections,
         score_threshold=score_threshold,
         iou_threshold=iou_threshold,
@@ -203,8 +265,17 @@ def export(
         "validation_data": validation_data,
     }
     if keras.backend.backend() == "tensorflow":
-        return export_tensorflow(fixed, job)
-    return _export_in_subprocess(fixed, job)
+        result = export_tensorflow(fixed, job)
+    else:
+        result = _export_in_subprocess(fixed, job)
+    if options["quantization"] == "int8" and "map" not in result.verification:
+        result.verification["map"] = (
+            "not measured: pass validation_data (the CLI's --data) to compare the int8 mAP with "
+            "the float model's and gate it by max_map_drop"
+        )
+    if verbose:
+        print(result.summary(), flush=True)
+    return result
 
 
 def fixed_size_model(model, image_size):
@@ -254,8 +325,11 @@ def _resolve_options(model, path, format, **options):
     quantization = options["quantization"] or "fp32"
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}; expected one of {QUANTIZATIONS}")
-    if format != "tflite" and quantization != "fp32":
-        raise ValueError(f"quantization {quantization!r} is for TFLite; {format} exports are fp32")
+    if quantization not in FORMAT_QUANTIZATIONS[format]:
+        raise ValueError(
+            f"quantization {quantization!r} is not offered for {format}; expected one of "
+            f"{FORMAT_QUANTIZATIONS[format]}"
+        )
     nms = options["nms"] or DEFAULT_NMS[format]
     if nms not in NMS_CHOICES:
         raise ValueError(f"unknown nms {nms!r}; expected one of {NMS_CHOICES}")
@@ -265,8 +339,8 @@ def _resolve_options(model, path, format, **options):
             "your onnxruntime code or export a SavedModel / TFLite with NMS"
         )
     if format == "saved_model" and nms == "android":
-        raise ValueError("nms 'android' (TFLite_Detection_PostProcess) is a TFLite layout")
-    if nms in NMS_OPS and model.num_classes > MAX_CLASSES:
+        raise ValueError("nms 'android' (MediaPipe's ObjectDetector layout) is a TFLite layout")
+    if nms != "none" and model.num_classes > MAX_CLASSES:
         raise ValueError(
             f"in-graph NMS ({nms}) supports at most {MAX_CLASSES} classes, the model has "
             f"{model.num_classes}; export with nms 'none'"
@@ -281,7 +355,9 @@ def _resolve_options(model, path, format, **options):
         strides=tuple(model.strides),
     )
     names = options["class_names"]
-    names = [str(i) for i in range(model.num_classes)] if names is None else list(names)
+    if names is None:
+        names = model.class_names or [str(i) for i in range(model.num_classes)]
+    names = [str(name) for name in names]
     if len(names) != model.num_classes:
         raise ValueError(
             f"class_names has {len(names)} names but the model has {model.num_classes} classes"
@@ -292,6 +368,16 @@ def _resolve_options(model, path, format, **options):
     for name in ("score_threshold", "iou_threshold"):
         if not 0.0 <= float(options[name]) <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {options[name]}")
+    limit = options["max_map_drop"]
+    if limit is not None and not (isinstance(limit, (int, float)) and limit >= 0):
+        raise ValueError(f"max_map_drop must be a number of mAP points >= 0 or None, got {limit!r}")
+    options["metadata"] = bool(options["metadata"])
+    if nms == "android" and options["metadata"] and importlib.util.find_spec("mediapipe") is None:
+        raise ImportError(
+            "the 'android' layout writes ObjectDetector metadata with mediapipe, which is not "
+            "installed: `pip install keras-yolov7[export]` (or mediapipe), or pass "
+            "metadata=False (--no-metadata) for a file MediaPipe's ObjectDetector will not load"
+        )
     if int(options["num_calibration_images"]) < 1:
         raise ValueError(
             f"num_calibration_images must be at least 1, got {options['num_calibration_images']}"
@@ -367,17 +453,15 @@ def export_tensorflow(fixed, job):
             shutil.rmtree(target)
         os.replace(artifact, target)
         result.path = str(target)
-        progress(
-            options,
-            f"wrote {target} ({result.file_size / 1e6:.1f} MB), verified: {result.verification}",
-        )
+        progress(options, f"wrote {target} ({result.file_size / 1e6:.1f} MB), verified")
         return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 _RERAISED = {
-    cls.__name__: cls for cls in (ValueError, TypeError, RuntimeError, PermissionError, OSError)
+    cls.__name__: cls
+    for cls in (ValueError, TypeError, RuntimeError, PermissionError, OSError, ImportError)
 }
 
 

@@ -10,10 +10,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_yolov7.export.layout import BOX_UNITS
+from keras_yolov7.export.layout import DECODE_SCOPE
 from keras_yolov7.export.layout import CLASS_SHIFT
 from keras_yolov7.export.layout import MAX_CLASSES
+from keras_yolov7.export.layout import NMS_BOX_RANGE
 from keras_yolov7.export.layout import NMS_OPS
-from keras_yolov7.export.layout import POSTPROCESS_OP
 from keras_yolov7.export.layout import SCORE_UNITS
 
 # The int8 range of the head's logits. Calibrated min / max ranges are set by rare outliers (logits
@@ -74,7 +75,7 @@ class ExportGraph:
         self.int8 = bool(int8)
         self.image_size = int(height)
         self.num_classes = int(model.num_classes)
-        xy_gain, xy_offset, half_wh_gain, anchor_size = [], [], [], []
+        xy_gain, xy_offset, half_wh_gain = [], [], []
         for anchors, stride in zip(model.anchors, model.strides):
             cells = self.image_size // stride
             gy, gx = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
@@ -85,20 +86,11 @@ class ExportGraph:
             xy_gain.append(np.full((len(grid), 1), 2.0 * stride / self.image_size))
             xy_offset.append((grid - 0.5) * stride / self.image_size)
             half_wh_gain.append(2.0 * size / self.image_size)
-            anchor_size.append(4.0 * size / self.image_size)
         self.num_candidates = sum(len(g) for g in xy_gain)
         # Per level: an int8 graph decodes each level in its own quantisation ranges (below).
         self._xy_gain = [g.astype(np.float32) for g in xy_gain]
         self._xy_offset = [o.astype(np.float32) for o in xy_offset]
         self._half_wh_gain = [g.astype(np.float32) for g in half_wh_gain]
-        # TFLite_Detection_PostProcess anchors (y, x, h, w): the cell offset and 4 * anchor / size
-        # per candidate. See postprocess_encodings.
-        offset = np.concatenate(xy_offset)
-        size = np.concatenate(anchor_size)
-        self.postprocess_anchors = np.concatenate([offset[:, ::-1], size[:, ::-1]], axis=-1).astype(
-            np.float32
-        )
-        self._center_gain = (np.concatenate(xy_gain) / size).astype(np.float32)
 
     def raw(self, images):
         """Lead-level logits `(batch, H_l, W_l, num_anchors, 5 + num_classes)` for `images`."""
@@ -109,26 +101,37 @@ class ExportGraph:
     def _sigmoid_levels(self, images):
         """Per lead level, the sigmoid of the logits `(batch, H_l * W_l * anchors, 5 + C)`."""
         levels = []
-        for raw in self.raw(images):
-            _, height, width, anchors, channels = raw.shape
-            if self.int8:
-                raw = tf.quantization.fake_quant_with_min_max_args(raw, -LOGIT_RANGE, LOGIT_RANGE)
-            levels.append(tf.reshape(tf.sigmoid(raw), (-1, height * width * anchors, channels)))
+        outputs = self.raw(images)
+        # Every op after the network is in the "decode" scope: ONNX int8 quantisation leaves
+        # them in float by that name (see onnx.quantize).
+        with tf.name_scope(DECODE_SCOPE):
+            for raw in outputs:
+                _, height, width, anchors, channels = raw.shape
+                if self.int8:
+                    raw = tf.quantization.fake_quant_with_min_max_args(
+                        raw, -LOGIT_RANGE, LOGIT_RANGE
+                    )
+                levels.append(tf.reshape(tf.sigmoid(raw), (-1, height * width * anchors, channels)))
         return levels
 
-    def _sigmoid_candidates(self, images):
-        # Sigmoid per level before concatenating: every level then shares the [0, 1] range, so an
-        # int8 graph concatenates without requantising.
-        return tf.concat(self._sigmoid_levels(images), axis=1)
+    def decoded(self, images, clip=True):
+        """`(boxes, scores)`: boxes `(batch, N, 4)` normalised xyxy, scores `(batch, N, C)`.
 
-    def decoded(self, images):
-        """`(boxes, scores)`: boxes `(batch, N, 4)` normalised xyxy, scores `(batch, N, C)`."""
+        Args:
+            clip: clip the boxes to [0, 1]. An int8 graph always does: [0, 1] is their
+                quantisation range.
+        """
         # Each level is decoded on its own and the levels meet as [0, 1] boxes and scores. In an
         # int8 graph every intermediate then has the range of its own level: decoding all levels
         # in one tensor gave the half sizes the range of the largest anchor (up to 7 image sides
         # at 128 px), a step of several pixels for the smallest boxes.
+        levels = self._sigmoid_levels(images)
+        with tf.name_scope(DECODE_SCOPE):
+            return self._decode_levels(levels, clip)
+
+    def _decode_levels(self, levels, clip):
         boxes, scores = [], []
-        for level, s in enumerate(self._sigmoid_levels(images)):
+        for level, s in enumerate(levels):
             xy = s[..., 0:2] * self._xy_gain[level] + self._xy_offset[level]
             # (s * gain) * s rather than s * s * gain: the int8 product keeps the level's range.
             half_wh = s[..., 2:4] * self._half_wh_gain[level] * s[..., 2:4]  # SQUARE: no int8 kernel
@@ -137,37 +140,20 @@ class ExportGraph:
                 # The [0, 1] quantisation range clips by saturation, with no op: XNNPACK does not
                 # delegate int8 MINIMUM / RELU, which would split the graph.
                 level_boxes = tf.quantization.fake_quant_with_min_max_args(level_boxes, 0.0, 1.0)
-            else:
+            elif clip:
                 level_boxes = tf.clip_by_value(level_boxes, 0.0, 1.0)
             boxes.append(level_boxes)
             scores.append(s[..., 5:] * s[..., 4:5])
         return tf.concat(boxes, axis=1), tf.concat(scores, axis=1)
 
-    def postprocess_encodings(self, images):
-        """Inputs of TFLite_Detection_PostProcess: center-size encodings of YOLOv7's boxes.
-
-        The op decodes `y = y_enc * anchor_h + anchor_y`, `h = exp(h_enc) * anchor_h` (scales
-        1). With per-candidate anchors `anchor_y = (grid_y - 0.5) * stride / size` and
-        `anchor_h = 4 * anchor_px / size`, the encodings `y_enc = s_y * stride / (2 anchor_px)`
-        and `h_enc = 2 log s_h` reproduce YOLOv7's decode exactly, and stay in small ranges that
-        int8 represents well ([0, 0.4] and [2 log floor, 0]).
-
-        Returns:
-            box_encodings `(batch, N, 4)` as `(y, x, h, w)`, scores `(batch, N, num_classes)`.
-        """
-        s = self._sigmoid_candidates(images)
-        center = s[..., 0:2] * self._center_gain
-        # The floor keeps the log finite; int8 uses a higher one (boxes under 1% of the anchor
-        # size are clamped there) so the log's quantisation range stays narrow.
-        log_size = tf.math.log(tf.maximum(s[..., 2:4], 0.05 if self.int8 else 1e-4)) * 2.0
-        encodings = tf.concat([center[..., ::-1], log_size[..., ::-1]], axis=-1)
-        return encodings, s[..., 5:] * s[..., 4:5]
-
     def nms(self, images, op, max_detections, iou_threshold, score_threshold):
         """Decode and class-aware NMS with the builtin NON_MAX_SUPPRESSION_V4 or _V5 op.
 
-        Each candidate keeps its best class; boxes of different classes are shifted apart so one
-        single-class NMS call is class-aware (as the official YOLOv7 NMS).
+        The semantics of `predict()` (and the official YOLOv7 NMS): each candidate keeps its best
+        class; boxes of different classes are shifted apart so one single-class NMS call is
+        class-aware; the NMS compares the boxes before they are clipped to the image (clamped to
+        `NMS_BOX_RANGE`), and the kept boxes are clipped after it. An int8 graph's boxes are
+        clipped before (their quantisation range is [0, 1]).
 
         Returns:
             dict with boxes `(batch, max_detections, 4)` normalised xyxy, scores
@@ -181,7 +167,7 @@ class ExportGraph:
                 f"in-graph NMS supports at most {MAX_CLASSES} classes, the model has "
                 f"{self.num_classes}"
             )
-        boxes, scores = self.decoded(images)
+        boxes, scores = self.decoded(images, clip=False)
 
         def one_image(args):
             return _class_aware_nms(
@@ -206,6 +192,30 @@ class ExportGraph:
             outputs = tf.map_fn(one_image, (boxes, scores), fn_output_signature=signature)
         return dict(zip(("boxes", "scores", "classes", "count"), outputs))
 
+    def android(self, images, max_detections, iou_threshold, score_threshold):
+        """The ObjectDetector layout: `nms(images, "v5", ...)` in SSD conventions.
+
+        MediaPipe's and the Task Library's ObjectDetector read four float32 outputs (uint8 or
+        float32 categories, nothing else) that TFLite_Detection_PostProcess defined: boxes
+        ymin, xmin, ymax, xmax; classes and count as floats. The NMS itself is the builtin V5 op
+        with the class-aware semantics of `predict()`, not TFLite_Detection_PostProcess, whose
+        per-class NMS repeats a box for every class above the threshold, leaves boxes unclipped
+        and, on runtimes of 2.21 / LiteRT 2.3, returns other detections with 2 or more threads.
+
+        Returns:
+            dict with boxes `(1, K, 4)` ymin, xmin, ymax, xmax normalised, classes `(1, K)`
+            float32, scores `(1, K)`, count `(1,)` float32; entries past count are 0
+            (classes -1).
+        """
+        outputs = self.nms(images, "v5", max_detections, iou_threshold, score_threshold)
+        boxes = tf.gather(outputs["boxes"], [1, 0, 3, 2], axis=-1)
+        return {
+            "boxes": boxes,
+            "classes": tf.cast(outputs["classes"], tf.float32),
+            "scores": outputs["scores"],
+            "count": tf.cast(outputs["count"], tf.float32),
+        }
+
 
 def _class_aware_nms(boxes, scores, op, max_detections, iou_threshold, score_threshold, pin_ranges):
     # Everything from the integer boxes on is int32 or float32 from int32: no op after the NMS is
@@ -213,6 +223,8 @@ def _class_aware_nms(boxes, scores, op, max_detections, iou_threshold, score_thr
     # instead of inheriting a scale calibrated on (possibly empty) NMS results.
     best = tf.reduce_max(scores, axis=-1)
     classes = tf.argmax(scores, axis=-1, output_type=tf.int32)
+    if not pin_ranges:  # int8 boxes are within [0, 1] already (their quantisation range)
+        boxes = tf.clip_by_value(boxes, *NMS_BOX_RANGE)
     fixed_boxes = tf.cast(tf.round(boxes * float(BOX_UNITS)), tf.int32)
     fixed_scores = tf.cast(tf.round(best * float(SCORE_UNITS)), tf.int32)
     # TFLite's NMS kernel never suppresses a zero-area box, not even by itself, and then selects
@@ -241,7 +253,8 @@ def _class_aware_nms(boxes, scores, op, max_detections, iou_threshold, score_thr
             pad_to_max_output_size=True,
         )
     valid = tf.range(max_detections) < count
-    out_boxes = tf.where(valid[:, None], tf.gather(fixed_boxes, index), 0)
+    kept = tf.clip_by_value(tf.gather(fixed_boxes, index), 0, BOX_UNITS)
+    out_boxes = tf.where(valid[:, None], kept, 0)
     out_scores = tf.where(valid, tf.gather(fixed_scores, index), 0)
     out_classes = tf.where(valid, tf.gather(classes, index), -1)
     return (
@@ -261,40 +274,3 @@ def _normalise(fixed, units, pin_ranges):
     # outputs to zero); their true ranges are known, so pin them.
     pin = tf.quantization.fake_quant_with_min_max_args
     return pin(pin(values, 0.0, float(units)) / float(units), 0.0, 1.0)
-
-
-def postprocess_op(num_classes, max_detections, iou_threshold, score_threshold):
-    """A tf.function the TFLite converter replaces by the TFLite_Detection_PostProcess op.
-
-    The function must reach the converter through a SavedModel (a concrete function is inlined
-    and the op is lost). Regular (per-class) NMS keeps the detections class-aware.
-
-    Returns:
-        `fn(box_encodings (1, N, 4), scores (1, N, C), anchors (N, 4))` returning
-        `(boxes (1, K, 4) ymin-xmin-ymax-xmax normalised, classes (1, K), scores (1, K),
-        count (1,))` in the converted model.
-    """
-    attrs = {
-        "max_detections": f"i: {int(max_detections)}",
-        "max_classes_per_detection": "i: 1",
-        "detections_per_class": f"i: {int(max_detections)}",
-        "use_regular_nms": "b: true",
-        "nms_score_threshold": f"f: {float(score_threshold)}",
-        "nms_iou_threshold": f"f: {float(iou_threshold)}",
-        "y_scale": "f: 1.0",
-        "x_scale": "f: 1.0",
-        "h_scale": "f: 1.0",
-        "w_scale": "f: 1.0",
-        "num_classes": f"i: {int(num_classes)}",
-    }
-    implements = f'name: "{POSTPROCESS_OP}" ' + " ".join(
-        f'attr {{ key: "{key}" value {{ {value} }} }}' for key, value in attrs.items()
-    )
-
-    @tf.function(experimental_implements=implements)
-    def detection_postprocess(box_encodings, scores, anchors):
-        # Placeholder body: the converter swaps the whole function for the op.
-        placeholder = tf.constant(0.0, tf.float32)
-        return placeholder, placeholder, placeholder, placeholder
-
-    return detection_postprocess

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_yolov7.export import graph as graph_lib
 from keras_yolov7.export.layout import NMS_OPS
 
 
@@ -14,7 +13,7 @@ def serving_functions(export_graph, nms, max_detections, iou_threshold, score_th
     Args:
         export_graph: a `graph.ExportGraph`.
         nms: "none" (decoded candidates), "v4" / "v5" (class-aware NMS in the graph with the
-            builtin NMS op) or "android" (TFLite_Detection_PostProcess, TFLite only).
+            builtin NMS op) or "android" (the same NMS in the ObjectDetector layout, TFLite only).
 
     Returns:
         dict `{signature name: fn}`: "serving_default" (the export's outputs) and, when NMS runs
@@ -35,15 +34,9 @@ def serving_functions(export_graph, nms, max_detections, iou_threshold, score_th
 
         return {"serving_default": detections, "decoded": decoded}
     if nms == "android":
-        postprocess = graph_lib.postprocess_op(
-            graph.num_classes, max_detections, iou_threshold, score_threshold
-        )
-        anchors = tf.constant(graph.postprocess_anchors)
 
         def android(images):
-            encodings, scores = graph.postprocess_encodings(images)
-            boxes, classes, out_scores, count = postprocess(encodings, scores, anchors)
-            return {"boxes": boxes, "classes": classes, "scores": out_scores, "count": count}
+            return graph.android(images, max_detections, iou_threshold, score_threshold)
 
         return {"serving_default": android}
     raise ValueError(f"unknown nms {nms!r}")
@@ -61,8 +54,10 @@ def write(path, export_graph, functions, input_dtype, batch_size):
     """
     size = export_graph.image_size
     spec = tf.TensorSpec((batch_size, size, size, 3), input_dtype, name="images")
+    # Not `archive.track(model)`: that also saves the model's Keras variables beside the
+    # TensorFlow variables the endpoints capture, storing every weight twice. The endpoints'
+    # variables are all a SavedModel needs.
     archive = keras.export.ExportArchive()
-    archive.track(export_graph.model)
     for name, fn in functions.items():
         archive.add_endpoint(name, fn, input_signature=[spec])
     archive.write_out(str(path), verbose=False)

@@ -2,8 +2,7 @@
 
 Conversion always goes through `tf.lite.TFLiteConverter.from_saved_model` (`from_concrete_functions`
 with a trackable object silently produces NaN outputs on this stack) with builtin ops only, so NPU
-delegates can take the whole graph. The only custom op ever allowed is
-TFLite_Detection_PostProcess, which every TFLite runtime registers.
+delegates can take the whole graph: no Flex (SELECT_TF_OPS) and no custom op.
 """
 
 import collections
@@ -45,7 +44,7 @@ _BUILTIN_NAMES = {
 }
 
 
-def convert(saved_model_dir, quantization, calibration_images=None, custom_ops=False):
+def convert(saved_model_dir, quantization, calibration_images=None):
     """Convert the serving signature of a SavedModel to TFLite.
 
     Args:
@@ -56,7 +55,6 @@ def convert(saved_model_dir, quantization, calibration_images=None, custom_ops=F
             point 0 so raw RGB bytes are fed unchanged; float32 outputs).
         calibration_images: uint8 `(N, size, size, 3)` for "int8", letterboxed like the
             validation pipeline.
-        custom_ops: allow the custom TFLite_Detection_PostProcess op.
 
     Returns:
         The model as bytes.
@@ -66,7 +64,6 @@ def convert(saved_model_dir, quantization, calibration_images=None, custom_ops=F
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
     # Builtins only: a TF op without a builtin kernel fails here instead of turning into Flex.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    converter.allow_custom_ops = bool(custom_ops)
     if quantization == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -151,29 +148,22 @@ def op_counts(model):
     return dict(sorted(counts.items()))
 
 
-def check_builtin_ops(model, allowed_custom=()):
+def check_builtin_ops(model):
     """Ops of the model; raises `NonBuiltinOpError` when a non-builtin op appears.
 
     Args:
         model: TFLite model bytes.
-        allowed_custom: custom op names that are accepted (TFLite_Detection_PostProcess for the
-            Android layout).
 
     Returns:
-        `{op name: count}` (custom ops as "custom:NAME").
+        `{op name: count}`.
     """
     counts = op_counts(model)
-    bad = sorted(
-        name
-        for name in counts
-        if name.startswith("custom:") and name[len("custom:") :] not in allowed_custom
-    )
+    bad = sorted(name for name in counts if name.startswith("custom:"))
     if bad:
         flex = [name for name in bad if name.startswith("custom:Flex")]
         why = " (Flex / SELECT_TF_OPS: TensorFlow kernels no NPU delegate runs)" if flex else ""
-        extra = f" plus {list(allowed_custom)}" if allowed_custom else ""
         raise NonBuiltinOpError(
-            f"the TFLite model uses non-builtin ops {bad}{why}; expected builtin ops only{extra}"
+            f"the TFLite model uses non-builtin ops {bad}{why}; expected builtin ops only"
         )
     return counts
 
@@ -211,13 +201,19 @@ def reorder_outputs(model, names):
 
 def interpreter(model, preserve_all_tensors=False, num_threads=None):
     """An allocated `ai_edge_litert` Interpreter for model bytes."""
+    import warnings
+
     from ai_edge_litert.interpreter import Interpreter
 
-    runner = Interpreter(
-        model_content=model,
-        num_threads=num_threads,
-        experimental_preserve_all_tensors=preserve_all_tensors,
-    )
+    with warnings.catch_warnings():
+        # Keeping every tensor is how the verification reads the NMS op's inputs; the warning
+        # that it is meant for debugging would only be noise in every export's output.
+        warnings.filterwarnings("ignore", "Warning: Enabling `experimental_preserve_all_tensors`")
+        runner = Interpreter(
+            model_content=model,
+            num_threads=num_threads,
+            experimental_preserve_all_tensors=preserve_all_tensors,
+        )
     runner.allocate_tensors()
     return runner
 

@@ -7,6 +7,8 @@ Figures (see docs/export.md):
   exported model's own candidates (counts and sorted scores per image).
 - detections: agreement of the exported detections with NumPy NMS on the Keras model's
   candidates (recall / precision of matched detections, max box and score difference).
+- threads (TFLite): the outputs at 1, 2 and 4 interpreter threads.
+- mediapipe (TFLite "android"): MediaPipe's ObjectDetector against the interpreter.
 - map (int8): mAP@0.5 of the int8 model next to the float model's on a validation set.
 """
 
@@ -14,10 +16,17 @@ import numpy as np
 
 from keras_yolov7.export.layout import BOX_UNITS
 from keras_yolov7.export.layout import CLASS_SHIFT
+from keras_yolov7.export.layout import NMS_BOX_RANGE
 
 MATCH_IOU = 0.5
 # Max abs difference of boxes (normalised) and scores allowed against the Keras model.
 TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2}
+# The same TFLite model at another interpreter thread count: outputs may differ by float
+# rounding at most (XNNPACK splits work across threads without reordering sums).
+THREADS_TOLERANCE = 1e-5
+# MediaPipe's ObjectDetector returns integer pixels: corner and size each truncated, so a right
+# or bottom edge can be up to 2 pixels below the exact value.
+MEDIAPIPE_BOX_TOLERANCE_PIXELS = 2.0
 # int8 NMS against NumPy NMS on the same candidates: sorted kept scores may differ by score ties
 # (about 13 int8 steps allowed); see formats._check_nms_figures.
 INT8_NMS_TOLERANCE = 0.05
@@ -64,7 +73,8 @@ def reference_candidates(raw, anchors, strides, image_size, clip=True):
         raw: list of per-level logits `(batch, H_l, W_l, num_anchors, 5 + C)` (NumPy).
         anchors, strides: the model's anchors `(levels, anchors, 2)` pixels and strides.
         image_size: the square input size in pixels.
-        clip: clip boxes to [0, 1] (all layouts but TFLite_Detection_PostProcess's).
+        clip: clip the boxes to [0, 1] (what the exports output; in-graph NMS of float models
+            compares unclipped boxes).
 
     Returns:
         boxes `(batch, N, 4)` xyxy normalised to the input size, scores `(batch, N, C)`.
@@ -80,6 +90,12 @@ def reference_candidates(raw, anchors, strides, image_size, clip=True):
         boxes = np.clip(boxes, 0.0, 1.0)
     scores = decoded[..., 5:] * decoded[..., 4:5]
     return boxes, scores
+
+
+def nms_view(boxes):
+    """Normalised boxes as the in-graph NMS sees them: clamped to `NMS_BOX_RANGE` and rounded to
+    1 / BOX_UNITS."""
+    return np.round(np.clip(boxes, *NMS_BOX_RANGE) * BOX_UNITS) / BOX_UNITS
 
 
 def decoded_difference(boxes, scores, ref_boxes, ref_scores):
@@ -115,42 +131,35 @@ def _greedy_nms(boxes, scores, iou_threshold, limit):
     return np.asarray(keep, np.int64)
 
 
-def reference_nms(boxes, scores, max_detections, iou_threshold, score_threshold, per_class=False):
-    """NumPy NMS with the exports' semantics, for one image.
+def reference_nms(boxes, scores, max_detections, iou_threshold, score_threshold):
+    """NumPy NMS with the exports' semantics (those of `predict()`), for one image.
+
+    Each candidate keeps its best class; boxes are clamped, integerised and shifted per class
+    exactly as the in-graph V4 / V5 NMS does, so boxes of different classes never suppress each
+    other; the kept boxes are clipped to [0, 1] after the NMS.
 
     Args:
-        boxes: `(N, 4)` normalised boxes (any corner order: IoU is symmetric in it).
+        boxes: `(N, 4)` normalised boxes, unclipped (as the float in-graph NMS compares them) or
+            clipped (int8); any corner order: IoU is symmetric in it.
         scores: `(N, C)` scores.
-        per_class: False: each candidate keeps its best class and boxes are integerised and
-            shifted per class exactly as the in-graph V4 / V5 NMS does; True: every class above
-            the threshold is a candidate, NMS per class, top `max_detections` over all classes
-            (TFLite_Detection_PostProcess's regular NMS).
 
     Returns:
-        dict of boxes `(K, 4)`, scores `(K,)`, classes `(K,)` sorted by descending score.
+        dict of boxes `(K, 4)` clipped to [0, 1], scores `(K,)`, classes `(K,)` sorted by
+        descending score.
     """
     boxes, scores = np.asarray(boxes, np.float64), np.asarray(scores, np.float64)
-    if per_class:
-        picked = []
-        for c in range(scores.shape[1]):
-            candidates = np.flatnonzero(scores[:, c] > score_threshold)
-            keep = _greedy_nms(
-                boxes[candidates], scores[candidates, c], iou_threshold, max_detections
-            )
-            picked += [(scores[i, c], c, i) for i in candidates[keep]]
-        picked.sort(key=lambda p: -p[0])
-        picked = picked[:max_detections]
-        index = np.asarray([p[2] for p in picked], np.int64)
-        classes = np.asarray([p[1] for p in picked], np.int64)
-        return {"boxes": boxes[index], "scores": scores[index, classes], "classes": classes}
     best = scores.max(-1)
     classes = scores.argmax(-1)
     candidates = np.flatnonzero(best > score_threshold)
-    fixed = np.round(boxes[candidates] * BOX_UNITS)
+    fixed = nms_view(boxes[candidates]) * BOX_UNITS
     fixed[:, 2:] = np.maximum(fixed[:, 2:], fixed[:, :2] + 1)  # as the graph: no zero-area box
     shifted = fixed + classes[candidates, None] * CLASS_SHIFT
     index = candidates[_greedy_nms(shifted, best[candidates], iou_threshold, max_detections)]
-    return {"boxes": boxes[index], "scores": best[index], "classes": classes[index]}
+    return {
+        "boxes": np.clip(boxes[index], 0.0, 1.0),
+        "scores": best[index],
+        "classes": classes[index],
+    }
 
 
 def detection_agreement(detections, references):
@@ -191,6 +200,34 @@ def detection_agreement(detections, references):
         "boxes_max_abs_diff": box_diff,
         "scores_max_abs_diff": score_diff,
     }
+
+
+def same_detections(got, expected, box_tolerance, score_tolerance):
+    """How many detections two runtimes share, whatever order they return equal scores in.
+
+    A detection of `expected` is found in `got` when `got` has an unmatched detection of the same
+    class whose box corners and score are within the tolerances (in the boxes' own unit).
+
+    Returns:
+        dict: "expected_detections", "got_detections", "matched".
+    """
+    total_expected = total_got = matched = 0
+    for found, reference in zip(got, expected):
+        total_expected += len(reference["scores"])
+        total_got += len(found["scores"])
+        free = np.ones(len(found["scores"]), bool)
+        boxes, scores = np.asarray(found["boxes"]), np.asarray(found["scores"])
+        for box, score, cls in zip(reference["boxes"], reference["scores"], reference["classes"]):
+            close = (
+                free
+                & (np.asarray(found["classes"]) == cls)
+                & (np.abs(scores - score) <= score_tolerance)
+                & (np.abs(boxes - box).max(axis=-1, initial=0.0) <= box_tolerance)
+            )
+            if close.any():
+                free[np.argmax(close)] = False
+                matched += 1
+    return {"expected_detections": total_expected, "got_detections": total_got, "matched": matched}
 
 
 def nms_consistency(detections, references):

@@ -30,6 +30,23 @@ class Fusable(keras.layers.Layer):
         copy_fused_weights(self, fused)
         return fused
 
+    # Official PyTorch names (see layers/official.py). By default a layer is one official module
+    # without tensors (ReOrg); layers holding weights declare them.
+
+    def official_span(self):
+        """How many official module indices (`model.{i}`) this layer occupies."""
+        return 1
+
+    def official_tensors(self, index, form):
+        """This layer's tensors of the official `form`, its first module being `model.{index}`:
+        a list of `OfficialTensor` in state_dict order (built layers only)."""
+        return []
+
+    def official_defaults(self, form):
+        """`(variable, value)` pairs for the variables the official `form` does not hold but
+        whose value it implies (the deploy head's implicit vectors: add 0, multiply 1)."""
+        return []
+
 
 class FusableBlock(Fusable):
     """A block made of fusable sublayers whose fused form has the same structure.

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_yolov7.layers import official
 from keras_yolov7.layers.block import Fusable
 
 BN_EPSILON = 1e-3
@@ -120,6 +121,18 @@ class Conv(Fusable):
         if self.fused:
             return [kernel, ops.convert_to_numpy(self.conv.bias)]
         return list(fold_batch_norm(kernel, self.bn))
+
+    def official_tensors(self, index, form):
+        return self.official_tensors_under(f"model.{index}", form)
+
+    def official_tensors_under(self, prefix, form):
+        """The official tensors of a Conv module named `prefix` (`model.4`, `model.11.cv1`):
+        `conv.weight` and `bn.*`, or `conv.weight` and `conv.bias` when fused."""
+        official.check_form(self, form)
+        tensors = [official.kernel(f"{prefix}.conv.weight", self.conv.kernel)]
+        if self.fused:
+            return tensors + [official.vector(f"{prefix}.conv.bias", self.conv.bias)]
+        return tensors + official.batch_norm(f"{prefix}.bn", self.bn)
 
     def get_config(self):
         config = super().get_config()

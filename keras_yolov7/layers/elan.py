@@ -108,6 +108,22 @@ class ELAN(FusableBlock):
     def fusable_layers(self):
         return [self.cv1, self.cv2, *self.chain, self.transition]
 
+    def official_span(self):
+        # cv1, cv2, the chain convs, the Concat, the transition: one official module each.
+        return self.depth + 4
+
+    def official_tensors(self, index, form):
+        if self.chain_block != "conv":
+            raise ValueError(
+                f"{self.name}: official checkpoints have plain 3x3 convs in ELAN, this block has "
+                f"chain_block={self.chain_block!r} (a model built with "
+                f"elan_chain_block={self.chain_block!r})"
+            )
+        tensors = self.cv1.official_tensors(index, form) + self.cv2.official_tensors(index + 1, form)
+        for k, layer in enumerate(self.chain):
+            tensors += layer.official_tensors(index + 2 + k, form)
+        return tensors + self.transition.official_tensors(index + self.depth + 3, form)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -185,6 +201,14 @@ class EELAN(FusableBlock):
 
     def fusable_layers(self):
         return [self.branch_1, self.branch_2]
+
+    def official_span(self):
+        # The two ELANs one after the other, then the module that sums them.
+        return 2 * self.branch_1.official_span() + 1
+
+    def official_tensors(self, index, form):
+        second = index + self.branch_1.official_span()
+        return self.branch_1.official_tensors(index, form) + self.branch_2.official_tensors(second, form)
 
     def get_config(self):
         config = super().get_config()

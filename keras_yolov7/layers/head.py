@@ -1,11 +1,14 @@
 """Detection heads: the lead head with implicit knowledge (IDetect) and the auxiliary head."""
 
+import dataclasses
+import functools
 import math
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_yolov7.layers import official
 from keras_yolov7.layers.block import Fusable
 from keras_yolov7.layers.implicit import ImplicitAdd
 from keras_yolov7.layers.implicit import ImplicitMultiply
@@ -55,6 +58,19 @@ class _Head(Fusable):
         return [
             tuple(shape[:3]) + (self.num_anchors, self.outputs_per_anchor) for shape in input_shape
         ]
+
+    def _official_convs(self, prefix, value=None):
+        """`{prefix}.{level}.weight` and `.bias` of each level's conv; `value(level, k)` gives the
+        exported value of weight k when it is not the variable's own."""
+        tensors = []
+        for level, conv in enumerate(self.convs):
+            for k, (suffix, variable) in enumerate((("weight", conv.kernel), ("bias", conv.bias))):
+                make = official.kernel if suffix == "weight" else official.vector
+                tensor = make(f"{prefix}.{level}.{suffix}", variable)
+                if value is not None:
+                    tensor = dataclasses.replace(tensor, value=functools.partial(value, level, k))
+                tensors.append(tensor)
+        return tensors
 
     def get_config(self):
         config = super().get_config()
@@ -125,6 +141,49 @@ class YOLOv7Head(_Head):
             weights += [kernel.astype(np.float32), bias.astype(np.float32)]
         return weights
 
+    def official_tensors(self, index, form, auxiliary_head=None):
+        """The official head module `model.{index}`: the `anchors` (grid units) and `anchor_grid`
+        (pixels) buffers, then per level `m.{l}.{weight,bias}`; in the training form also the
+        auxiliary head's `m2.*` (IAuxDetect, when `auxiliary_head` is given), `ia.{l}.implicit`
+        and `im.{l}.implicit`. The deploy form's `m` has the implicit vectors folded in."""
+        official.check_form(self, form)
+        prefix = f"model.{index}"
+        levels = len(self.strides)
+        tensors = [
+            official.OfficialTensor(f"{prefix}.anchors", (levels, self.num_anchors, 2), kind="anchors"),
+            official.OfficialTensor(
+                f"{prefix}.anchor_grid", (levels, 1, self.num_anchors, 1, 1, 2), kind="anchor_grid"
+            ),
+        ]
+        if form != "training":
+            folded = self._folded_weight if form == "deploy" else None
+            return tensors + self._official_convs(f"{prefix}.m", folded)
+        tensors += self._official_convs(f"{prefix}.m")
+        if auxiliary_head is not None:
+            tensors += auxiliary_head.official_tensors(index, form)
+        tensors += [
+            official.implicit(f"{prefix}.ia.{level}.implicit", layer.implicit)
+            for level, layer in enumerate(self.implicit_add)
+        ]
+        return tensors + [
+            official.implicit(f"{prefix}.im.{level}.implicit", layer.implicit)
+            for level, layer in enumerate(self.implicit_multiply)
+        ]
+
+    def _folded_weight(self, level, k):
+        return self.fused_weights()[2 * level + k]
+
+    def official_defaults(self, form):
+        """The deploy form's convs already hold the implicit vectors: add 0, multiply 1."""
+        if form != "deploy":
+            return []
+        neutral = [(layer, 0.0) for layer in self.implicit_add]
+        neutral += [(layer, 1.0) for layer in self.implicit_multiply]
+        return [
+            (layer.implicit, np.full(tuple(layer.implicit.shape), value, np.float32))
+            for layer, value in neutral
+        ]
+
     def get_config(self):
         config = super().get_config()
         config["fused"] = self.fused
@@ -159,3 +218,10 @@ class AuxiliaryHead(_Head):
     def fused_config(self):
         # Nothing to fold: get_fused() is a copy (fused models drop this head altogether).
         return self.get_config()
+
+    def official_tensors(self, index, form):
+        """`m2.{l}.{weight,bias}` inside the lead head's module `model.{index}` (IAuxDetect); only
+        the training form has an auxiliary head."""
+        if form != "training":
+            raise ValueError(f"only the official training form has an auxiliary head, not {form!r}")
+        return self._official_convs(f"model.{index}.m2")

@@ -83,6 +83,12 @@ class SPPCSPC(FusableBlock):
     def fusable_layers(self):
         return list(self.convs.values())
 
+    def official_tensors(self, index, form):
+        tensors = []
+        for name, conv in self.convs.items():
+            tensors += conv.official_tensors_under(f"model.{index}.{name}", form)
+        return tensors
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -142,6 +148,18 @@ class SPPCSPCTiny(FusableBlock):
 
     def fusable_layers(self):
         return list(self.convs)
+
+    # Officially nine modules: cv1, cv2, the three pools, their Concat, cv3, the Concat, cv4.
+    _official_offsets = (0, 1, 6, 8)
+
+    def official_span(self):
+        return 9
+
+    def official_tensors(self, index, form):
+        tensors = []
+        for conv, offset in zip(self.convs, self._official_offsets, strict=True):
+            tensors += conv.official_tensors(index + offset, form)
+        return tensors
 
     def get_config(self):
         config = super().get_config()
@@ -222,6 +240,18 @@ class MPTransition(_TwoBranchDown):
         super().__init__(filters, activation=activation, fused=fused, **kwargs)
         self._make_convs(self.filters, self.filters)
 
+    def official_span(self):
+        # Officially five modules: MP, the pool branch's conv, the reduce conv, the strided conv,
+        # the Concat.
+        return 5
+
+    def official_tensors(self, index, form):
+        return (
+            self.pool_conv.official_tensors(index + 1, form)
+            + self.reduce_conv.official_tensors(index + 2, form)
+            + self.down_conv.official_tensors(index + 3, form)
+        )
+
 
 @keras.saving.register_keras_serializable(package="keras_yolov7")
 class DownC(_TwoBranchDown):
@@ -247,6 +277,15 @@ class DownC(_TwoBranchDown):
     def build(self, input_shape):
         self._make_convs(input_shape[-1], self.filters // 2)
         super().build(input_shape)
+
+    def official_tensors(self, index, form):
+        """One official module: `cv1` (the reduce conv), `cv2` (strided), `cv3` (pool branch)."""
+        prefix = f"model.{index}"
+        return (
+            self.reduce_conv.official_tensors_under(f"{prefix}.cv1", form)
+            + self.down_conv.official_tensors_under(f"{prefix}.cv2", form)
+            + self.pool_conv.official_tensors_under(f"{prefix}.cv3", form)
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_yolov7")

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_yolov7.layers import official
 from keras_yolov7.layers.block import Fusable
 from keras_yolov7.layers.conv import apply_activation
 from keras_yolov7.layers.conv import batch_norm
@@ -118,6 +119,26 @@ class RepConv(Fusable):
             kernel[k // 2, k // 2] += identity[0, 0]
             bias = bias + identity_bias
         return [kernel, bias]
+
+    def official_tensors(self, index, form):
+        """`rbr_identity.*` (when present), `rbr_dense.{0,1}.*`, `rbr_1x1.{0,1}.*`; fused:
+        `rbr_reparam.{weight,bias}`."""
+        official.check_form(self, form)
+        prefix = f"model.{index}"
+        if self.fused:
+            conv = self.convs[-1]
+            return [
+                official.kernel(f"{prefix}.rbr_reparam.weight", conv.kernel),
+                official.vector(f"{prefix}.rbr_reparam.bias", conv.bias),
+            ]
+        tensors = []
+        if self.identity_bn is not None:
+            tensors += official.batch_norm(f"{prefix}.rbr_identity", self.identity_bn)
+        tensors.append(official.kernel(f"{prefix}.rbr_dense.0.weight", self.dense_convs[-1].kernel))
+        tensors += official.batch_norm(f"{prefix}.rbr_dense.1", self.dense_bn)
+        tensors.append(official.kernel(f"{prefix}.rbr_1x1.0.weight", self.pointwise_conv.kernel))
+        tensors += official.batch_norm(f"{prefix}.rbr_1x1.1", self.pointwise_bn)
+        return tensors
 
     def get_config(self):
         config = super().get_config()

@@ -132,6 +132,9 @@ class YOLOv7ImageConverter(keras_hub.layers.ImageConverter):
             **kwargs,
         )
         self.pad_value = int(pad_value)
+        # KerasHub's Resizing sublayer is never called (the letterbox is this class's own) and has
+        # no weights: built, so that it does not count as a layer left to build.
+        self.resizing.built = True
 
     @property
     def image_size(self):

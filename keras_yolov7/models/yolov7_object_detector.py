@@ -1,6 +1,7 @@
 """YOLOv7ObjectDetector: the YOLOv7 detection task (heads, loss, decoding and NMS) on KerasHub."""
 
 import math
+import warnings
 
 import keras
 import keras_hub
@@ -19,6 +20,7 @@ from keras_yolov7.models.yolov7_object_detector_preprocessor import (
 )
 
 PREDICTION_SETTINGS = ("confidence_threshold", "iou_threshold", "max_detections", "multi_label")
+LETTERBOX_KEYS = ("scale", "pad", "original_size")
 
 
 @keras.saving.register_keras_serializable(package="keras_yolov7")
@@ -224,7 +226,11 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
 
         directory = preset_table.resolve(preset, weights_path)
         num_classes = kwargs.pop("num_classes", None)
-        detector = super().from_preset(directory, load_weights=load_weights, **kwargs)
+        with warnings.catch_warnings():
+            # A preset saved after fit() holds the optimizer's variables; a fresh detector has no
+            # optimizer to load them into, which is what a preset is for.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            detector = super().from_preset(directory, load_weights=load_weights, **kwargs)
         if num_classes is not None and int(num_classes) != detector.num_classes:
             detector = detector.with_classes(num_classes, class_names)
         elif class_names is not None:
@@ -381,9 +387,9 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
             x: what you have: an image file path, a PIL image, an array or tensor
                 `(height, width, 3)` or `(batch, height, width, 3)` (RGB, uint8 or float 0..255), a
                 list of any of these (mixed sizes welcome), or a tf.data dataset of images (or of
-                `{"images": ...}` dicts). A batch of images already at the network size with the
-                letterbox metadata (`{"images", "scale", "pad"[, "original_size"]}`, as the
-                validation pipeline yields) is run as given.
+                `{"images": ...}` dicts). Images already at the network size with their letterbox
+                metadata (a dict `{"images", "scale", "pad"[, "original_size"]}`, or the
+                validation pipeline's dataset of `(images, targets)`) are run as given.
             batch_size: images per forward pass (default 8).
             verbose, callbacks: as `keras.Model.predict`.
 
@@ -397,7 +403,11 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
             ValueError: naming the image: wrong rank or channels, empty, non-finite or
                 out-of-range pixels, an unreadable file; or no images at all.
         """
-        if _is_letterboxed_batch(x):
+        if _is_letterboxed(x):
+            if isinstance(x, dict):
+                # (images, metadata) rather than one dict: Keras calls the model on `x` while
+                # building, and the model takes images.
+                x = (x["images"], {key: x[key] for key in LETTERBOX_KEYS if key in x})
             return keras.Model.predict(
                 self, x, batch_size=batch_size, verbose=verbose, callbacks=callbacks
             )
@@ -405,16 +415,29 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
         from keras_yolov7.models.image_inputs import iterate_images
 
         if self.preprocessor is None:
+            if _is_network_batch(x, max(self.strides)):
+                # Nothing to letterbox with: a batch the network takes as it is runs as it is,
+                # boxes in its pixels (clipped to them).
+                count, height, width = x.shape[:3]
+                meta = {
+                    "scale": np.ones((count,), np.float32),
+                    "pad": np.zeros((count, 2), np.float32),
+                    "original_size": np.tile(np.int32([[height, width]]), (count, 1)),
+                }
+                return keras.Model.predict(
+                    self, (x, meta), batch_size=batch_size, verbose=verbose, callbacks=callbacks
+                )
             raise ValueError(
                 "predict() needs the preprocessor (network size) to letterbox images; this "
-                "detector has none: set detector.preprocessor"
+                "detector has none: set detector.preprocessor, or pass a (batch, height, width, 3) "
+                f"array with height and width multiples of {max(self.strides)}"
             )
         batches = _LetterboxedBatches(iterate_images(x), self.preprocessor, batch_size or 8)
         if not batches.peek():
             raise ImageInputError("no images to predict (the input is empty)")
         outputs = [
             keras.Model.predict(
-                self, batch, batch_size=len(batch["scale"]), verbose=0, callbacks=callbacks
+                self, batch, batch_size=len(batch[0]), verbose=0, callbacks=callbacks
             )
             for batch in batches.progress(verbose)
         ]
@@ -433,7 +456,7 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
             images, meta, _ = keras.utils.unpack_x_y_sample_weight(data)
         letterbox = {}
         if isinstance(meta, dict) and "scale" in meta and "pad" in meta:
-            letterbox = {key: meta.get(key) for key in ("scale", "pad", "original_size")}
+            letterbox = {key: meta.get(key) for key in LETTERBOX_KEYS}
         outputs = super().predict_step(*state, (images,))
         if keras.backend.backend() == "jax":
             raw, non_trainable = outputs
@@ -461,13 +484,13 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
             jit_compile: True / False, or "auto": Keras' choice (XLA on a TensorFlow GPU, jit on
                 JAX, eager on torch) except on the TensorFlow backend without a GPU, which runs
                 the train step as a TF graph without XLA (its oneDNN convolutions train about
-                1.8x faster than XLA's on CPU; see `keras_yolov7.training.jit`).
+                1.8x faster than XLA's on CPU; see `keras_yolov7.training.devices`).
             **kwargs: other `keras.Model.compile` arguments (`steps_per_execution`, ...).
 
         A fused (inference-only) detector is compiled for prediction only: `fit` refuses it.
         """
         from keras_yolov7.losses import YOLOv7Loss
-        from keras_yolov7.training.jit import default_jit_compile
+        from keras_yolov7.training.devices import default_jit_compile
 
         if isinstance(jit_compile, str) and jit_compile == "auto":
             jit_compile = default_jit_compile()
@@ -549,6 +572,9 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
         callbacks = [c for c in getattr(self, "_recipe_callbacks", []) if c not in callbacks] + callbacks
         if not any(isinstance(c, StopOnNonFiniteLoss) for c in callbacks):
             callbacks.insert(0, StopOnNonFiniteLoss())
+        if hasattr(x, "element_spec"):
+            # A tf.data pipeline shuffles itself; Keras' default shuffle=True would only warn.
+            kwargs.setdefault("shuffle", False)
         # keras.Model.fit, not the KerasHub PipelineModel's: the batches are already at the network
         # size (see docs/models.md), and train_step reads the target formats itself.
         return keras.Model.fit(
@@ -728,7 +754,7 @@ class _LetterboxedBatches:
         done = 0
         for batch in self:
             yield batch
-            done += len(batch["scale"])
+            done += len(batch[0])
             if bar is not None:
                 bar.update(done)
         if bar is not None:
@@ -736,16 +762,43 @@ class _LetterboxedBatches:
 
 
 def _stack(batch):
-    return {
-        "images": np.stack([b[0] for b in batch]).astype(np.float32),
+    """`(images, letterbox metadata)` of a list of `(letterboxed, scale, pad, original size)`."""
+    images = np.stack([b[0] for b in batch]).astype(np.float32)
+    return images, {
         "scale": np.asarray([b[1] for b in batch], np.float32),
         "pad": np.stack([b[2] for b in batch]).astype(np.float32),
         "original_size": np.asarray([b[3] for b in batch], np.int32),
     }
 
 
-def _is_letterboxed_batch(x):
-    return isinstance(x, dict) and {"images", "scale", "pad"} <= set(x)
+def _is_letterboxed(x):
+    """A batch or dataset already letterboxed, with its metadata: a dict with "images", "scale"
+    and "pad", or a tf.data dataset of `(images, {"scale", "pad", ...})` (the validation
+    pipeline's)."""
+    if isinstance(x, dict):
+        return {"images", "scale", "pad"} <= set(x)
+    spec = getattr(x, "element_spec", None)
+    return (
+        isinstance(spec, tuple)
+        and len(spec) >= 2
+        and isinstance(spec[1], dict)
+        and {"scale", "pad"} <= set(spec[1])
+    )
+
+
+def _is_network_batch(x, stride):
+    """A `(B, H, W, 3)` numpy batch of finite pixels with H and W multiples of `stride`."""
+    return (
+        isinstance(x, np.ndarray)
+        and x.ndim == 4
+        and x.shape[0] > 0
+        and x.shape[-1] == 3
+        and x.shape[1] % stride == 0
+        and x.shape[2] % stride == 0
+        and x.shape[1] > 0
+        and x.shape[2] > 0
+        and (x.dtype == np.uint8 or bool(np.isfinite(x).all()))
+    )
 
 
 def _image_shape_of(x):

@@ -42,6 +42,9 @@ class YOLOv7ObjectDetectorPreprocessor(keras_hub.models.ObjectDetectorPreprocess
                 raise ValueError(f"class_names must be a list of names, got {class_names!r}")
             class_names = [str(name) for name in class_names]
         self.class_names = class_names
+        # Nothing to build (no weights); Keras' JAX predict otherwise calls the detector on a
+        # sample batch to build it, which a `(images, metadata)` batch cannot be.
+        self.built = True
 
     def letterbox(self, image):
         """One `(height, width, 3)` image of any size -> `(letterboxed, scale, pad)` numpy: the

@@ -11,7 +11,9 @@ from keras_yolov7.training.groups import parameter_groups
 from keras_yolov7.training.loss_scaling import ReplicaConsistentLossScaleOptimizer
 from keras_yolov7.training.loss_scaling import with_loss_scaling
 from keras_yolov7.training.optimizer import YOLOv7SGD
+from keras_yolov7.training.precision import resolve_inference_precision
 from keras_yolov7.training.precision import use_mixed_precision
+from keras_yolov7.training.precision import with_inference_precision
 from keras_yolov7.training.replicas import replicas_in_sync
 from keras_yolov7.training.replicas import sum_over_replicas
 from keras_yolov7.training.schedule import HYPERPARAMETERS
@@ -41,10 +43,12 @@ __all__ = [
     "official_lr_and_momentum",
     "parameter_groups",
     "replicas_in_sync",
+    "resolve_inference_precision",
     "select_devices",
     "sum_over_replicas",
     "synchronize_batch_normalization",
     "use_mixed_precision",
     "warmup_iterations",
+    "with_inference_precision",
     "with_loss_scaling",
 ]

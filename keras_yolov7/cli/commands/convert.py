@@ -13,13 +13,14 @@ def add_parser(commands):
     parser = commands.add_parser(
         "convert",
         help=HELP,
-        description="Convert an official YOLOv7 training checkpoint (yolov7.pt, yolov7-tiny.pt, "
-        "...) to a .keras model, exactly: the preset, class count, anchors and class names come "
-        "from the file. The file is read without torch and without running pickled code.",
+        description="Convert an official YOLOv7 checkpoint (yolov7.pt, yolov7_training.pt, "
+        "yolov7-tiny.pt, ...; training, deploy or fused deploy form) to a .keras model, exactly: "
+        "the preset, form, class count, anchors and class names come from the file. The file is "
+        "read without torch and without running pickled code.",
         epilog="example: keras-yolov7 convert yolov7-tiny.pt --output yolov7-tiny.keras",
         formatter_class=arguments.Formatter,
     )
-    parser.add_argument("checkpoint", help="official training checkpoint (.pt)")
+    parser.add_argument("checkpoint", help="official checkpoint (.pt)")
     parser.add_argument(
         "--output", metavar="PATH", help="output .keras path (default: beside the checkpoint)"
     )
@@ -41,10 +42,10 @@ def run(args):
     if not os.path.isfile(args.checkpoint):
         raise CLIError(f"checkpoint {args.checkpoint!r} does not exist")
     model = kyv7.convert.load_torch_checkpoint(args.checkpoint)
-    if args.fuse:
+    if args.fuse and not model.fused:
         model = model.get_fused()
     model.save(output)
-    form = "fused" if args.fuse else "training"
+    form = "fused" if model.fused else "training"
     print(
         f"{args.checkpoint} -> {output} ({model.architecture}, {model.num_classes} classes, "
         f"{form} form)"

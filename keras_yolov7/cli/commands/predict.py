@@ -38,6 +38,7 @@ def add_parser(commands):
         "are not images are skipped with a warning",
     )
     arguments.add_image_size(parser, "the model's training size")
+    arguments.add_inference_precision(parser)
     arguments.add_nms_options(parser, conf=0.25, iou=0.45, max_det=300)
     parser.add_argument(
         "--batch",
@@ -80,6 +81,7 @@ def run(args):
         conf=args.conf,
         iou=args.iou,
         max_det=args.max_det,
+        precision=args.precision,
         batch_size=args.batch,
         save=not args.no_save,
         save_json=args.save_json,

@@ -34,6 +34,7 @@ def add_parser(commands):
     parser.add_argument(
         "--batch", type=arguments.positive_int, default=32, metavar="N", help="images per batch"
     )
+    arguments.add_inference_precision(parser)
     arguments.add_nms_options(parser, conf=0.001, iou=0.65, max_det=300)
     parser.add_argument(
         "--plots",
@@ -66,6 +67,7 @@ def run(args):
         conf=args.conf,
         iou=args.iou,
         max_det=args.max_det,
+        precision=args.precision,
         plots=args.plots,
         save_json=args.save_json,
         project=args.project,

@@ -2,10 +2,6 @@ package com.example.yolov7
 
 import android.content.Context
 import android.graphics.Bitmap
-import android.graphics.Canvas
-import android.graphics.Color
-import android.graphics.Paint
-import android.graphics.RectF
 import org.tensorflow.lite.DataType
 import org.tensorflow.lite.Interpreter
 import java.io.FileInputStream
@@ -21,8 +17,8 @@ import kotlin.math.min
  * Model input: `(1, S, S, 3)` RGB, uint8 for int8 models (raw bytes, scale 1 / zero point 0),
  * float32 pixel values 0..255 for fp32 / fp16 models. Outputs: `boxes (1, N, 4)` xyxy normalised
  * to [0, 1] of the letterboxed input, `scores (1, N, C)` (objectness x class probability).
- * The app letterboxes the frame (pad 114, centred, as the validation pipeline) and runs
- * class-aware NMS.
+ * The app letterboxes the frame (`Letterbox`: pad 114, centred, as the validation pipeline) and
+ * runs class-aware NMS.
  */
 class LiteRtDetector(
     context: Context,
@@ -53,18 +49,15 @@ class LiteRtDetector(
     }
 
     fun detect(bitmap: Bitmap): List<Detection> {
-        val scale = min(size.toFloat() / bitmap.width, size.toFloat() / bitmap.height)
-        val width = (bitmap.width * scale).toInt().coerceAtLeast(1)
-        val height = (bitmap.height * scale).toInt().coerceAtLeast(1)
-        val padX = (size - width) / 2f
-        val padY = (size - height) / 2f
-        val input = letterbox(bitmap, width, height, padX, padY)
+        val letterbox = Letterbox(bitmap, size)
+        val input = pixels(letterbox.bitmap)
 
         val boxes = Array(1) { Array(numCandidates) { FloatArray(4) } }
         val scores = Array(1) { Array(numCandidates) { FloatArray(numClasses) } }
         interpreter.runForMultipleInputsOutputs(arrayOf(input), mapOf(0 to boxes, 1 to scores))
 
-        // Best class per candidate, then class-aware greedy NMS (as the official YOLOv7).
+        // Best class per candidate, then class-aware greedy NMS (as predict()): a box is dropped
+        // when a kept box of its class overlaps it by more than the IoU threshold.
         val candidates = (0 until numCandidates).mapNotNull { i ->
             var best = 0
             for (c in 1 until numClasses) if (scores[0][i][c] > scores[0][i][best]) best = c
@@ -75,37 +68,25 @@ class LiteRtDetector(
         for (candidate in candidates) {
             if (kept.size == maxDetections) break
             val overlaps = kept.any {
-                it.second == candidate.second && iou(boxes[0][it.first], boxes[0][candidate.first]) >= iouThreshold
+                it.second == candidate.second && iou(boxes[0][it.first], boxes[0][candidate.first]) > iouThreshold
             }
             if (!overlaps) kept.add(candidate)
         }
-        // Normalised letterboxed xyxy -> bitmap pixels: x = (x * S - pad) / scale.
+        // Normalised letterboxed xyxy -> bitmap pixels: x = (x * S - pad) / scale, clipped.
         return kept.map { (i, c, score) ->
             val b = boxes[0][i]
             Detection(
-                box = RectF(
-                    ((b[0] * size - padX) / scale).coerceIn(0f, bitmap.width.toFloat()),
-                    ((b[1] * size - padY) / scale).coerceIn(0f, bitmap.height.toFloat()),
-                    ((b[2] * size - padX) / scale).coerceIn(0f, bitmap.width.toFloat()),
-                    ((b[3] * size - padY) / scale).coerceIn(0f, bitmap.height.toFloat()),
-                ),
+                box = letterbox.toFrame(b[0] * size, b[1] * size, b[2] * size, b[3] * size),
                 label = labels[c],
                 score = score,
             )
         }
     }
 
-    private fun letterbox(bitmap: Bitmap, width: Int, height: Int, padX: Float, padY: Float): ByteBuffer {
-        val canvasBitmap = Bitmap.createBitmap(size, size, Bitmap.Config.ARGB_8888)
-        Canvas(canvasBitmap).apply {
-            drawColor(Color.rgb(114, 114, 114))
-            drawBitmap(
-                Bitmap.createScaledBitmap(bitmap, width, height, true),
-                padX, padY, Paint(Paint.FILTER_BITMAP_FLAG),
-            )
-        }
+    /** The model's input: RGB bytes (int8 models) or float pixel values 0..255. */
+    private fun pixels(image: Bitmap): ByteBuffer {
         val pixels = IntArray(size * size)
-        canvasBitmap.getPixels(pixels, 0, size, 0, 0, size, size)
+        image.getPixels(pixels, 0, size, 0, 0, size, size)
         val bytesPerValue = if (uint8Input) 1 else 4
         val buffer = ByteBuffer.allocateDirect(size * size * 3 * bytesPerValue).order(ByteOrder.nativeOrder())
         for (pixel in pixels) {

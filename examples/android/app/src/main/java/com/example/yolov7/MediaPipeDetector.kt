@@ -12,14 +12,19 @@ import com.google.mediapipe.tasks.vision.objectdetector.ObjectDetectorResult
 /**
  * YOLOv7 through MediaPipe's ObjectDetector.
  *
- * Needs the "android" TFLite export (TFLite_Detection_PostProcess outputs: boxes, classes,
- * scores, count) with ObjectDetector metadata (labels, input normalisation), e.g.
- * `yolov7_tiny_int8_android.tflite` in `app/src/main/assets/`. MediaPipe resizes the camera
- * frame to the model input, runs the model and maps the boxes back to the frame.
+ * Needs the "android" TFLite export (class-aware NMS in the model; outputs boxes, classes,
+ * scores, count) with its ObjectDetector metadata (labels, input normalisation, box layout),
+ * e.g. `yolov7_tiny_int8_android.tflite` in `app/src/main/assets/`, exported at `inputSize`.
+ *
+ * MediaPipe stretches a frame to the model's square input; YOLOv7 is trained and evaluated on
+ * letterboxed images, so the frame is letterboxed here first (`Letterbox`, as `predict()` does)
+ * and MediaPipe's boxes, in pixels of the letterboxed input, are mapped back to the frame. The
+ * detections are then `predict()`'s.
  */
 class MediaPipeDetector(
     context: Context,
     modelAsset: String = "yolov7_tiny_int8_android.tflite",
+    private val inputSize: Int = 640,
     scoreThreshold: Float = 0.25f,
     maxResults: Int = 100,
 ) : AutoCloseable {
@@ -41,11 +46,13 @@ class MediaPipeDetector(
 
     /** Detections with boxes in the bitmap's pixels and the class names from the metadata. */
     fun detect(bitmap: Bitmap): List<Detection> {
-        val result: ObjectDetectorResult = detector.detect(BitmapImageBuilder(bitmap).build())
+        val letterbox = Letterbox(bitmap, inputSize)
+        val result: ObjectDetectorResult = detector.detect(BitmapImageBuilder(letterbox.bitmap).build())
         return result.detections().map { detection ->
             val category = detection.categories().first()
+            val box = detection.boundingBox()
             Detection(
-                box = detection.boundingBox(),
+                box = letterbox.toFrame(box.left, box.top, box.right, box.bottom),
                 label = category.categoryName(),
                 score = category.score(),
             )
