@@ -9,6 +9,8 @@ one, never a truncated file.
 import contextlib
 import os
 import pathlib
+import signal
+import threading
 
 # Temporary files start with this, so that a run directory's leftovers (a process killed with
 # SIGKILL mid-write) can be recognised and removed.
@@ -21,6 +23,11 @@ def atomic_path(path):
     file replaces `path`, on an exception (KeyboardInterrupt included) it is removed and `path`
     is left as it was.
 
+    Ctrl-C and SIGTERM arriving while the file is written are held until it is renamed into
+    place, then delivered: some writers swallow an exception raised inside them (h5py's Python
+    file callbacks, which `keras.Model.save` writes through), and would leave a broken file to
+    rename.
+
     The temporary name keeps `path`'s suffix (`.keras`, `.png`, ...), which writers such as
     `keras.Model.save`, matplotlib and Pillow read the format from.
 
@@ -32,11 +39,31 @@ def atomic_path(path):
     path = pathlib.Path(path)
     temporary = path.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{path.name}")
     try:
-        yield temporary
-        os.replace(temporary, path)
+        with _interrupts_held():
+            yield temporary
+            os.replace(temporary, path)
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Holds SIGINT and SIGTERM (main thread only: elsewhere Python runs no handlers) and
+    delivers them, to the handlers they had, on leaving."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda s, _: received.append(s)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    for signum in received[:1]:
+        signal.raise_signal(signum)
 
 
 def write_text(path, text):

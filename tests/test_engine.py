@@ -32,6 +32,7 @@ from keras_yolov7.engine.training_state import save_training_state
 from keras_yolov7.engine.weights import ModelSaver
 from keras_yolov7.engine.weights import load_model
 from keras_yolov7.files import TEMPORARY_PREFIX
+from keras_yolov7.files import atomic_path
 from keras_yolov7.training.recipe import short_run_advice
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -317,3 +318,16 @@ def test_exist_ok_moves_another_runs_files_aside_and_says_so(tmp_path, caplog):
     # An empty directory is simply used.
     assert new_run_directory(tmp_path, "exp", exist_ok=True) == taken
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "exp2"]
+
+
+def test_a_signal_during_a_write_is_delivered_after_the_file_is_whole(tmp_path):
+    # Writers such as h5py swallow an exception raised inside their callbacks: a Ctrl-C that
+    # came mid-write must not leave a broken file renamed into place.
+    path = tmp_path / "results.csv"
+    path.write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(path) as temporary:
+            temporary.write_text("half")
+            os.kill(os.getpid(), signal.SIGINT)
+            temporary.write_text("whole")
+    assert path.read_text() == "whole" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
