@@ -45,6 +45,9 @@ def test_train_synthetic_rejects_bad_arguments(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+# Slow: the preset download and conversion (test_presets.py) and fit on every backend
+# (test_detector.py) are the code it runs, covered by fast cases.
+@pytest.mark.slow
 def test_fine_tune_example_runs_on_a_coco128_layout(tmp_path, monkeypatch):
     """The fine-tuning example on 12 generated images in coco128's layout, with an
     official-format yolov7-tiny.pt (seeded weights) supplied through KERAS_YOLOV7_WEIGHTS_DIR."""
