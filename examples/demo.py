@@ -1,4 +1,4 @@
-"""The whole main job on built-in synthetic data, through the `keras-yolov7` command line.
+"""The whole main job on built-in synthetic data, through the library (`keras_yolov7.engine`).
 
 Trains yolov7_tiny briefly on generated images of coloured shapes, evaluates it (COCO table),
 exports it to TFLite int8 (calibrated, verified, mAP compared with the float model) and ONNX,
@@ -6,21 +6,20 @@ and detects objects in a new picture. Nothing is downloaded. What `make demo` ru
 
     KERAS_BACKEND=tensorflow python examples/demo.py --output demo_output
 
-Each step is the command shown in its banner; run them yourself with `keras-yolov7 ...`. The
-training is a few minutes on a laptop CPU: enough to detect the shapes roughly, far from a
-converged model (train for 100+ epochs on more images for that).
+Each step is one `kyv7.engine` call, shown in its banner with the `keras-yolov7` command that does
+the same. The training is a few minutes on a laptop CPU: enough to detect the shapes roughly, far
+from a converged model (train for 100+ epochs on more images for that).
 """
 
 import argparse
 import csv
 import pathlib
-import sys
 import time
 
 import numpy as np
 from PIL import Image
 
-from keras_yolov7.cli import main as keras_yolov7
+from keras_yolov7 import engine
 from keras_yolov7.datasets import make_synthetic_arrays
 
 IMAGE_SIZE = 160
@@ -28,18 +27,15 @@ BATCH = 8
 # A short schedule for a run of a few hundred batches (the official recipe is tuned for runs of
 # 100k+): warm up for one epoch instead of 1000 batches at least, and step the optimizer every
 # batch instead of accumulating gradients to a batch of 64.
-SHORT_SCHEDULE = ["warmup_epochs=1", "min_warmup_iterations=40", f"nominal_batch_size={BATCH}"]
+SHORT_SCHEDULE = {"warmup_epochs": 1, "min_warmup_iterations": 40, "nominal_batch_size": BATCH}
 
 
-def step(title, *argv):
-    """Runs one command, with a banner showing it; stops the demo if it fails."""
-    command = " ".join(str(a) for a in argv)
+def step(title, command, call, *args, **kwargs):
+    """Runs one engine call with a banner showing it and the equivalent command."""
     print(f"\n{'=' * 100}\n{title}\n$ keras-yolov7 {command}\n{'=' * 100}", flush=True)
     start = time.perf_counter()
-    code = keras_yolov7([str(a) for a in argv])
-    if code != 0:
-        sys.exit(f"demo stopped: `keras-yolov7 {argv[0]}` exited with code {code}")
-    return time.perf_counter() - start
+    result = call(*args, **kwargs)
+    return result, time.perf_counter() - start
 
 
 def make_scene(path):
@@ -59,50 +55,83 @@ def best_f1_confidence(results_csv):
 def run(output, epochs, train_images, val_images):
     runs = output / "runs"
     timings = {}
-    timings["train"] = step(
+    hyp = " ".join(f"{key}={value}" for key, value in SHORT_SCHEDULE.items())
+    training, timings["train"] = step(
         f"1. Train yolov7_tiny for {epochs} epochs on {train_images} synthetic images "
         f"({IMAGE_SIZE} px)",
-        "train", "--data", "synthetic", "--synthetic-images", train_images, val_images,
-        "--preset", "yolov7_tiny", "--image-size", IMAGE_SIZE, "--batch", BATCH,
-        "--epochs", epochs, "--val-interval", max(1, epochs // 4), "--max-boxes", 64,
-        "--hyp", *SHORT_SCHEDULE, "--project", runs / "train", "--name", "demo", "--exist-ok",
-    )  # fmt: skip
-    train_dir = runs / "train" / "demo"
+        f"train --data synthetic --synthetic-images {train_images} {val_images} --preset "
+        f"yolov7_tiny --image-size {IMAGE_SIZE} --batch {BATCH} --epochs {epochs} --hyp {hyp}",
+        engine.train,
+        "synthetic",
+        synthetic_images=(train_images, val_images),
+        preset="yolov7_tiny",
+        image_size=IMAGE_SIZE,
+        batch_size=BATCH,
+        epochs=epochs,
+        val_interval=max(1, epochs // 4),
+        max_boxes=64,
+        hyperparameters=SHORT_SCHEDULE,
+        project=runs / "train",
+        name="demo",
+        exist_ok=True,
+    )
+    train_dir = training.run_dir
     weights = train_dir / "weights" / "best.keras"
     val_data = train_dir / "data" / "annotations" / "instances_val.json"
 
-    timings["val"] = step(
+    _, timings["val"] = step(
         "2. Evaluate the best weights on the validation images",
-        "val", "--weights", weights, "--data", val_data, "--image-size", IMAGE_SIZE,
-        "--save-json", "--project", runs / "val", "--name", "demo", "--exist-ok",
-    )  # fmt: skip
+        f"val --weights {weights} --data {val_data} --save-json",
+        engine.evaluate,
+        weights,
+        val_data,
+        save_json=True,
+        project=runs / "val",
+        name="demo",
+        exist_ok=True,
+    )
 
     exports = output / "export"
-    timings["export int8"] = step(
+    _, timings["export int8"] = step(
         "3. Export to TFLite int8 (calibrated on the validation images, mAP compared)",
-        "export", "--weights", weights, "--format", "tflite", "--precision", "int8",
-        "--data", val_data, "--image-size", IMAGE_SIZE,
-        "--output", exports / "yolov7_tiny_int8.tflite",
-    )  # fmt: skip
-    timings["export onnx"] = step(
+        f"export --weights {weights} --format tflite --precision int8 --data {val_data}",
+        engine.export,
+        weights,
+        format="tflite",
+        precision="int8",
+        data=val_data,
+        output=exports / "yolov7_tiny_int8.tflite",
+    )
+    _, timings["export onnx"] = step(
         "4. Export to ONNX",
-        "export", "--weights", weights, "--format", "onnx", "--image-size", IMAGE_SIZE,
-        "--output", exports / "yolov7_tiny.onnx",
-    )  # fmt: skip
+        f"export --weights {weights} --format onnx",
+        engine.export,
+        weights,
+        format="onnx",
+        output=exports / "yolov7_tiny.onnx",
+    )
 
     scene = output / "scene.jpg"
     width = make_scene(scene)
     conf = best_f1_confidence(train_dir / "results.csv")
-    # At its own width the wide picture runs unscaled (a 480 x 160 input): its shapes keep the
-    # sizes the model was trained on. A briefly trained model scores low: detections are kept
-    # from the confidence with the best F1 on the validation images (from results.csv).
-    timings["predict"] = step(
+    # At --image-size 480 the wide picture is letterboxed at scale 1 (padded to 480 x 480): its
+    # shapes keep the sizes the model was trained on. A briefly trained model scores low:
+    # detections are kept from the confidence with the best F1 on the validation images.
+    _, timings["predict"] = step(
         f"5. Detect objects in a new {width} x {IMAGE_SIZE} picture and save it with its boxes "
         f"(confidence >= {conf}, the best-F1 confidence in validation)",
-        "predict", "--weights", weights, "--source", scene, "--image-size", width,
-        "--conf", conf,
-        "--save-json", "--project", runs / "predict", "--name", "demo", "--exist-ok",
-    )  # fmt: skip
+        f"predict --weights {weights} --source {scene} --image-size {width} --conf {conf} "
+        "--save-json",
+        engine.predict,
+        weights,
+        scene,
+        image_size=width,
+        conf=conf,
+        save_json=True,
+        project=runs / "predict",
+        name="demo",
+        exist_ok=True,
+    )
 
     picture = runs / "predict" / "demo" / scene.name
     print(
