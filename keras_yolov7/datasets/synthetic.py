@@ -21,6 +21,8 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
+from keras_yolov7.evaluation.metrics import box_iou
+
 SYNTHETIC_CLASS_NAMES = ("rectangle", "ellipse", "triangle", "cross", "ring")
 _CLASS_COLOURS = np.array(
     [[220, 40, 40], [40, 190, 60], [40, 80, 230], [235, 200, 30], [200, 50, 200]], np.float32
@@ -190,7 +192,7 @@ def _draw_image(rng, size, max_objects, min_objects, size_range, max_iou, backgr
         box = np.array([left, top, left + width, top + height])
         if np.any(occupied[top + 1 : top + 1 + height, left + 1 : left + 1 + width] & mask):
             continue
-        if boxes and _max_iou(box, np.array(boxes)) > max_iou:
+        if boxes and box_iou(box, np.array(boxes)).max() > max_iou:
             continue
         colour = _CLASS_COLOURS[label] + rng.uniform(-_COLOUR_JITTER, _COLOUR_JITTER, 3)
         image[top : top + height, left : left + width][mask] = colour
@@ -264,17 +266,6 @@ def _grow(mask):
         for dx in (0, 1, 2):
             grown[dy : dy + height, dx : dx + width] |= mask
     return grown
-
-
-def _max_iou(box, boxes):
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return float(np.max(inter / (area + areas - inter)))
 
 
 def _write_coco(path, file_names, objects, image_size):

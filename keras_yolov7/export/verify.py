@@ -14,6 +14,7 @@ Figures (see docs/export.md):
 
 import numpy as np
 
+from keras_yolov7.evaluation.metrics import box_iou
 from keras_yolov7.export.layout import BOX_UNITS
 from keras_yolov7.export.layout import CLASS_SHIFT
 from keras_yolov7.export.layout import NMS_BOX_RANGE
@@ -112,22 +113,13 @@ def decoded_difference(boxes, scores, ref_boxes, ref_scores):
     }
 
 
-def _iou(box, boxes):
-    lo = np.maximum(box[:2], boxes[:, :2])
-    hi = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=-1)
-    return inter / np.maximum(area + areas - inter, 1e-12)
-
-
 def _greedy_nms(boxes, scores, iou_threshold, limit):
     order = np.argsort(-scores, kind="stable")
     keep = []
     while order.size and len(keep) < limit:
         best, order = order[0], order[1:]
         keep.append(best)
-        order = order[_iou(boxes[best], boxes[order]) < iou_threshold]
+        order = order[box_iou(boxes[best], boxes[order])[0] < iou_threshold]
     return np.asarray(keep, np.int64)
 
 
