@@ -22,7 +22,7 @@ from keras_yolov7.data.perspective import random_matrix
 from keras_yolov7.data.perspective import sampled_window
 from keras_yolov7.data.perspective import warp_boxes
 from keras_yolov7.data.perspective import warp_image
-from keras_yolov7.data.targets import pad_targets
+from keras_yolov7.data.fixed_size_targets import pad_targets
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

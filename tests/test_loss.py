@@ -19,7 +19,7 @@ from keras import ops
 from keras_yolov7.losses import OFFICIAL_GAINS
 from keras_yolov7.losses import YOLOv7Loss
 from keras_yolov7.losses import check_targets
-from keras_yolov7.losses.targets import sanitize_targets
+from keras_yolov7.losses.target_checks import sanitize_targets
 
 CASES = {
     "p5_tiny_160": "tiny",

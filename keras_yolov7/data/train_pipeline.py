@@ -38,8 +38,8 @@ from keras_yolov7.data.perspective import sampled_window
 from keras_yolov7.data.perspective import warp_boxes
 from keras_yolov7.data.perspective import warp_image
 from keras_yolov7.data.tables import RecordTable
-from keras_yolov7.data.targets import check_box_format
-from keras_yolov7.data.targets import pad_targets
+from keras_yolov7.data.fixed_size_targets import check_box_format
+from keras_yolov7.data.fixed_size_targets import pad_targets
 
 logger = logging.getLogger("keras_yolov7.data")
 

@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from keras_yolov7.data.decode import decode_image
 from keras_yolov7.data.tables import RecordTable
-from keras_yolov7.data.targets import check_box_format
-from keras_yolov7.data.targets import pad_targets
+from keras_yolov7.data.fixed_size_targets import check_box_format
+from keras_yolov7.data.fixed_size_targets import pad_targets
 from keras_yolov7.models.yolov7_image_converter import boxes_to_network
 from keras_yolov7.models.yolov7_image_converter import letterbox_images
 

@@ -13,7 +13,7 @@ from keras_yolov7.losses.assigner import FINE_OFFSET
 from keras_yolov7.losses.assigner import candidates
 from keras_yolov7.losses.assigner import gather_cells
 from keras_yolov7.losses.assigner import simota
-from keras_yolov7.losses.targets import sanitize_targets
+from keras_yolov7.losses.target_checks import sanitize_targets
 from keras_yolov7.ops.boxes import complete_iou
 
 OFFICIAL_GAINS = {

@@ -614,10 +614,10 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
 
     def _checked_inputs(self, x, y):
         """Validates numpy targets now, tf.data targets as they are read; returns (x, y)."""
-        from keras_yolov7.losses.targets import check_targets
+        from keras_yolov7.losses.target_checks import check_targets
 
         if type(x).__module__.startswith("tensorflow") and hasattr(x, "element_spec"):
-            from keras_yolov7.data.target_validation import validate_targets
+            from keras_yolov7.data.pipeline_target_checks import validate_targets
 
             return validate_targets(x, self.num_classes), y
         images, targets = (x.get("images"), x.get("bounding_boxes")) if isinstance(x, dict) else (x, y)
