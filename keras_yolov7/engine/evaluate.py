@@ -77,7 +77,7 @@ def evaluate(
     from keras_yolov7.data import make_val_dataset
     from keras_yolov7.engine.weights import check_num_classes
     from keras_yolov7.engine.weights import inference_model_in
-    from keras_yolov7.engine.weights import input_size
+    from keras_yolov7.models.yolov7_image_converter import square_input_size
     from keras_yolov7.engine.weights import load_model
     from keras_yolov7.evaluation import evaluate_model
 
@@ -91,7 +91,7 @@ def evaluate(
         print(dataset_sources.describe_dataset(dataset, f"{split} ({shown_data})"))
     model = load_model(weights) if isinstance(weights, (str, os.PathLike)) else weights
     shown_weights = os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else model.name
-    size = input_size(model, image_size)
+    size = square_input_size(model, image_size)
     check_num_classes(model, dataset, shown_weights, shown_data)
     run_dir = new_run_directory(project, name, exist_ok)
     write_args(

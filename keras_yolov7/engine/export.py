@@ -65,7 +65,7 @@ def export(
     from keras_yolov7.data import DetectionDataset
     from keras_yolov7.engine import datasets as dataset_sources
     from keras_yolov7.engine.weights import check_num_classes
-    from keras_yolov7.engine.weights import input_size
+    from keras_yolov7.models.yolov7_image_converter import square_input_size
     from keras_yolov7.engine.weights import load_model
     from keras_yolov7.export import export as export_model
 
@@ -79,7 +79,7 @@ def export(
     is_path = isinstance(weights, (str, os.PathLike))
     model = load_model(weights) if is_path else weights
     shown = os.fspath(weights) if is_path else model.name
-    size = input_size(model, image_size)
+    size = square_input_size(model, image_size)
     if output is None:
         if not is_path:
             raise ValueError("give output (the export's path) when weights is a model")

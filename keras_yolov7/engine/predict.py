@@ -122,14 +122,14 @@ def predict(
         ValueError: no readable image at all (no run directory is made).
     """
     from keras_yolov7.engine.weights import inference_model_in
-    from keras_yolov7.engine.weights import input_size
+    from keras_yolov7.models.yolov7_image_converter import square_input_size
     from keras_yolov7.engine.weights import load_model
     from keras_yolov7.models.image_inputs import NotAnImageError
     from keras_yolov7.models.image_inputs import read_image
 
     files = find_images(source)
     model = load_model(weights) if isinstance(weights, (str, os.PathLike)) else weights
-    size = input_size(model, image_size)
+    size = square_input_size(model, image_size)
     model, precision_line = inference_model_in(model, precision)
     if verbose:
         print(precision_line)

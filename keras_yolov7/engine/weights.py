@@ -144,22 +144,3 @@ class ModelSaver:
             self.copy.preprocessor.image_size = self.model.preprocessor.image_size
         with atomic_path(path) as temporary:
             self.copy.save(temporary)
-
-
-def input_size(model, requested=None):
-    """The square input size a command runs `model` at: `requested` (--image-size), else the
-    model's fixed size, else its preset's training size; checked against the largest stride."""
-    from keras_yolov7.models.builder import resolve_architecture
-
-    size = requested
-    if size is None and model.image_size is not None:
-        size = max(model.image_size)
-    if size is None:
-        size = resolve_architecture(model.architecture).get("input_size", 640)
-    stride = max(model.strides)
-    if size % stride:
-        raise ValueError(
-            f"image size {size} is not a multiple of the model's largest stride {stride}; use "
-            f"e.g. {max(1, round(size / stride)) * stride}"
-        )
-    return size

@@ -33,7 +33,7 @@ from keras_yolov7.export.layout import NMS_CHOICES
 from keras_yolov7.export.layout import QUANTIZATIONS
 from keras_yolov7.models import YOLOv7Backbone
 from keras_yolov7.models import YOLOv7ObjectDetector
-from keras_yolov7.models.builder import resolve_architecture
+from keras_yolov7.models.yolov7_image_converter import square_input_size
 
 DEFAULT_NMS = {"saved_model": "v5", "tflite": "none", "onnx": "none"}
 
@@ -349,7 +349,7 @@ def _resolve_options(model, path, format, **options):
         format=format,
         quantization=quantization,
         nms=nms,
-        image_size=_resolve_image_size(model, options["image_size"]),
+        image_size=square_input_size(model, options["image_size"]),
         num_classes=model.num_classes,
         anchors=np.asarray(model.anchors),
         strides=tuple(model.strides),
@@ -383,32 +383,6 @@ def _resolve_options(model, path, format, **options):
             f"num_calibration_images must be at least 1, got {options['num_calibration_images']}"
         )
     return options
-
-
-def _resolve_image_size(model, image_size):
-    if image_size is None:
-        if model.image_size is not None:
-            height, width = model.image_size
-            if height != width:
-                raise ValueError(
-                    f"the model's input is {height}x{width}; exports take square inputs: pass "
-                    "image_size"
-                )
-            image_size = height
-        else:
-            image_size = resolve_architecture(model.architecture).get("input_size", 640)
-    if isinstance(image_size, (tuple, list)):
-        if len(image_size) != 2 or image_size[0] != image_size[1]:
-            raise ValueError(f"image_size must be one int (square input), got {image_size}")
-        image_size = image_size[0]
-    image_size = int(image_size)
-    max_stride = max(model.strides)
-    if image_size < max_stride or image_size % max_stride:
-        raise ValueError(
-            f"image_size {image_size} is not a positive multiple of the model's largest stride "
-            f"{max_stride}"
-        )
-    return image_size
 
 
 def _prepare_target(path, format):

@@ -42,6 +42,39 @@ def letterbox_geometry(height, width, size):
     return scale, new_height, new_width, top, left
 
 
+def square_input_size(model, requested=None):
+    """The square network size to run or export `model` at: `requested`, else the size the
+    model was trained at (its preprocessor's, or its static input shape; the larger side when
+    they differ, which letterboxes every image into it), else its preset's training size.
+
+    Args:
+        model: a `YOLOv7ObjectDetector`.
+        requested: None, an int, or a `(size, size)` pair.
+
+    Raises:
+        ValueError: a non-square pair, or a size that is not a positive multiple of the model's
+            largest stride (the message suggests the nearest that is).
+    """
+    from keras_yolov7.models.builder import resolve_architecture
+
+    size = requested
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2 or size[0] != size[1]:
+            raise ValueError(f"image size must be one int (a square input), got {tuple(size)}")
+        size = size[0]
+    if size is None and model.image_size is not None:
+        size = max(model.image_size)
+    if size is None:
+        size = resolve_architecture(model.architecture).get("input_size", 640)
+    size, stride = int(size), max(model.strides)
+    if size < stride or size % stride:
+        raise ValueError(
+            f"image size {size} is not a positive multiple of the model's largest stride "
+            f"{stride}; use e.g. {max(1, round(size / stride)) * stride}"
+        )
+    return size
+
+
 def letterbox_images(images, size, pad_value=PAD_VALUE):
     """Letterboxes images of one size into `size` (TensorFlow ops; eager or in tf.data).
 
