@@ -723,7 +723,8 @@ def run_cli(*argv):
 def assert_one_line_error(result, command, *fragments):
     code, out, err = result
     assert code == 2, result
-    lines = err.strip().splitlines()
+    # Warnings (a "warning:" line and its indented details) may come first.
+    lines = [line for line in err.strip().splitlines() if not line.startswith(("warning: ", " "))]
     assert len(lines) == 1 and lines[0].startswith(f"keras-yolov7 {command}: error: "), err
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
@@ -774,6 +775,7 @@ def test_train_prints_the_skips_once_then_refuses_bad_validation_data(tmp_path, 
     ]
     (report,) = [record.getMessage() for record in caplog.records]
     assert "2 input problems" in report
+    assert result[2].count("2 input problems") == 1
     assert "corrupt image: 1 (e.g. " in report and "class id out of range: 1 (e.g. " in report
     assert snapshot(tmp_path) == before
 
