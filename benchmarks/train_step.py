@@ -8,8 +8,7 @@ Prints the median step time over repeated steps after warm-up and the images/s i
 With `--official-dir` (a checkout of the official repository) the official PyTorch step (forward,
 ComputeLossOTA, backward, SGD accumulated to 64) is timed on the same batch in the same run, by
 `official_timing.py` under `--official-python`, and the speed-up (official step time / ours)
-printed. Without it the figures
-are absolute, with the CPU they were measured on.
+printed. Without it the figures are absolute, with the CPU they were measured on.
 
     KERAS_BACKEND=tensorflow python benchmarks/train_step.py --cases yolov7_tiny:320:16
     KERAS_BACKEND=jax python benchmarks/train_step.py
