@@ -113,18 +113,24 @@ def step_parts(model, images, targets):
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
         metrics = [v.value for v in model.metrics_variables]
+        optimizer = [v.value for v in model.optimizer.variables]
 
-        def loss_of(trainable):
+        # Weights and batch are arguments, not constants folded into the compiled function.
+        def forward(trainable, non_trainable, images):
+            return model.stateless_call(trainable, non_trainable, images, training=True)[0]
+
+        def loss(trainable, non_trainable, metrics, optimizer, images, targets):
             value, _ = model.compute_loss_and_updates(
-                trainable, non_trainable, metrics, images, targets, None, training=True
+                trainable, non_trainable, metrics, images, targets, None, True, optimizer
             )
             return value
 
-        forward = jax.jit(lambda: model.stateless_call(trainable, non_trainable, images, training=True)[0])
+        forward, gradients, loss = jax.jit(forward), jax.jit(jax.grad(loss)), jax.jit(loss)
+        state = (trainable, non_trainable, metrics, optimizer, images, targets)
         return {
-            "forward": forward,
-            "loss": jax.jit(lambda: loss_of(trainable)),
-            "gradients": jax.jit(lambda: jax.grad(loss_of)(trainable)),
+            "forward": lambda: forward(trainable, non_trainable, images),
+            "loss": lambda: loss(*state),
+            "gradients": lambda: gradients(*state),
         }
     raise SystemExit(f"fit_profile runs on the tensorflow and jax backends, not {backend}")
 
@@ -174,7 +180,7 @@ def main():
         model, epochs=4, steps_per_epoch=steps, batch_size=args.batch
     )
     model.compile(optimizer=optimizer)
-    images, targets = next(iter(pipeline()))
+    images, targets = next(pipeline().as_numpy_iterator())
     step_wall, step_cpu = timed(lambda: model.train_on_batch(images, targets), 2, args.repeats)
     parts = {
         name: timed(function, 1, args.repeats)
