@@ -130,5 +130,6 @@ def official_cells(args, preset, size, median):
     official, p10, p90 = result["ms"]
     return f" {official:.1f} | {p10:.1f} | {p90:.1f} | {official / median:.2f}x |"
 
+
 if __name__ == "__main__":
     main()
