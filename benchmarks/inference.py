@@ -7,17 +7,23 @@ warm-up.
 
     KERAS_BACKEND=tensorflow python benchmarks/inference.py
     KERAS_BACKEND=jax python benchmarks/inference.py --presets yolov7_tiny --sizes 640
+    python benchmarks/inference.py --official-dir ../yolov7 --official-python ../venv/bin/python
+
+With `--official-dir` (a checkout of the official repository) the official fused model is timed
+the same way (eval mode, batch 1, torch.no_grad()) in the same run, by `official_timing.py` under
+`--official-python`, and the speed-up (official median / ours, fused) printed. Without it the
+figures are absolute, with the CPU they were measured on.
 """
 
 import argparse
 import os
-import platform
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import side_by_side  # noqa: E402
 
 import keras_yolov7 as kyv7  # noqa: E402
 
@@ -79,7 +85,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--jit", action="store_true", help="XLA-compile on TensorFlow")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+    side_by_side.add_official_arguments(parser)
     args = parser.parse_args()
+    side_by_side.check_official_arguments(parser, args)
 
     backend = keras.backend.backend()
     if args.threads and backend == "tensorflow":
@@ -92,10 +100,15 @@ def main():
         torch.set_num_threads(args.threads)
 
     mode = {"tensorflow": "tf.function" + (" + XLA" if args.jit else ""), "jax": "jax.jit", "torch": "eager"}[backend]
-    print(f"# keras {keras.__version__}, backend {backend} ({mode}), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+    print(f"# {side_by_side.machine_line()}")
+    print(f"# keras {keras.__version__}, backend {backend} ({mode})")
     print(f"# batch 1, median of {args.repeats} runs after {args.warmup} warm-up runs; raw forward pass")
-    print("| preset | size | form | median ms | p10 ms | p90 ms |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    header = "| preset | size | form | median ms | p10 ms | p90 ms |"
+    if args.official_dir is not None:
+        print(f"# official (fused): {args.official_dir}, run by {args.official_python}")
+        header += " official median ms | official p10 ms | official p90 ms | speed-up |"
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
     rng = np.random.default_rng(0)
     for preset in args.presets:
         model = kyv7.YOLOv7ObjectDetector.from_preset(preset, num_classes=80)
@@ -104,7 +117,18 @@ def main():
             images = rng.uniform(0, 255, (1, size, size, 3)).astype("float32")
             for form, net in (("unfused", model), ("fused", fused)):
                 median, p10, p90 = measure(compiled_forward(net, args.jit), images, args.warmup, args.repeats)
-                print(f"| {preset} | {size} | {form} | {median:.1f} | {p10:.1f} | {p90:.1f} |", flush=True)
+                row = f"| {preset} | {size} | {form} | {median:.1f} | {p10:.1f} | {p90:.1f} |"
+                if args.official_dir is not None:
+                    row += " - | - | - | - |" if form == "unfused" else official_cells(args, preset, size, median)
+                print(row, flush=True)
+
+
+def official_cells(args, preset, size, median):
+    result = side_by_side.run_official(
+        args, "inference", side_by_side.official_cfg(preset), size, args.warmup, args.repeats
+    )
+    official, p10, p90 = result["ms"]
+    return f" {official:.1f} | {p10:.1f} | {p90:.1f} | {official / median:.2f}x |"
 
 
 if __name__ == "__main__":

@@ -73,6 +73,32 @@ def test_auto_rule(monkeypatch, backend, gpu, features, expected):
     assert precision.resolve_inference_precision("float32") == "float32"
 
 
+@pytest.mark.parametrize(
+    "backend, gpu, features, expected",
+    [
+        ("tensorflow", False, ("avx512_bf16",), "mixed_bfloat16"),
+        ("tensorflow", False, (), "float32"),
+        ("tensorflow", True, ("amx_bf16",), "mixed_float16"),
+        ("jax", False, ("amx_bf16",), "float32"),
+        ("jax", True, (), "mixed_float16"),
+        ("torch", False, ("avx512_bf16",), "float32"),
+    ],
+)
+def test_training_auto_policy_follows_the_inference_rule(
+    monkeypatch, backend, gpu, features, expected
+):
+    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+    monkeypatch.setattr(precision, "gpu_visible", lambda: gpu)
+    monkeypatch.setattr(precision, "cpu_bfloat16_features", lambda: features)
+    previous = keras.config.dtype_policy()
+    try:
+        assert precision.use_mixed_precision("auto") == expected
+        assert keras.config.dtype_policy().name == expected
+        assert precision.use_mixed_precision(None) == expected
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def test_explicit_bfloat16_on_a_tensorflow_cpu_without_it_is_refused(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
     monkeypatch.setattr(precision, "gpu_visible", lambda: False)

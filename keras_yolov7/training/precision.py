@@ -8,10 +8,10 @@ import keras
 from keras_yolov7.training.devices import cpu_bfloat16_features
 from keras_yolov7.training.devices import gpu_visible
 
-POLICIES = ("mixed_float16", "mixed_bfloat16", "float32")
+POLICIES = ("auto", "mixed_float16", "mixed_bfloat16", "float32")
 
 
-def use_mixed_precision(policy=None):
+def use_mixed_precision(policy="auto"):
     """Set Keras' global dtype policy for the models built afterwards; returns the policy name.
 
     Variables stay float32 (the optimizer and `ModelEMA` work in float32); layers compute in the
@@ -20,18 +20,29 @@ def use_mixed_precision(policy=None):
     the counterpart of the official `torch.cuda.amp.GradScaler`; bfloat16 needs no loss scaling.
     Call it before building the model: a model keeps the policy it was built with.
 
+    The "auto" rule: "mixed_float16" when a GPU is visible (what the official training uses);
+    "mixed_bfloat16" where bfloat16 inference is the "auto" choice too (the TensorFlow backend on
+    a CPU with AMX or AVX512-BF16, `resolve_inference_precision`), because there it pays for
+    training as well: the yolov7_tiny train step at 320 px, batch 8, ran 1.8x faster than
+    float32 on a 2-core AMD EPYC with AVX512-BF16 (benchmarks/train_step.py, docs/performance.md);
+    "float32" everywhere else (emulated bfloat16 is slower than float32).
+
     Args:
-        policy: "mixed_float16", "mixed_bfloat16", "float32" (turns mixed precision off) or None:
-            "mixed_float16" when a GPU is visible (what the official training uses), else
-            "mixed_bfloat16" (CPUs have no fast float16 but often bfloat16).
+        policy: "auto" (or None, the same), "mixed_float16", "mixed_bfloat16" or "float32"
+            (turns mixed precision off).
 
     Example:
 
-        use_mixed_precision()  # "mixed_float16" on a GPU
+        use_mixed_precision()  # "mixed_float16" on a GPU, "mixed_bfloat16" on a bf16 CPU
         model = YOLOv7ObjectDetector.from_preset("yolov7_tiny", num_classes=3)
     """
-    if policy is None:
-        policy = "mixed_float16" if gpu_visible() else "mixed_bfloat16"
+    if policy is None or policy == "auto":
+        if gpu_visible():
+            policy = "mixed_float16"
+        elif resolve_inference_precision("auto") == "bfloat16":
+            policy = "mixed_bfloat16"
+        else:
+            policy = "float32"
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES} or None, got {policy!r}")
     keras.config.set_dtype_policy(policy)
