@@ -157,7 +157,10 @@ def add_arguments(parser):
         "--mixed-precision",
         choices=MIXED_PRECISION,
         default=None,
-        help="train in mixed precision (auto: float16 on a GPU, bfloat16 on TensorFlow with a bfloat16 CPU, else float32; default float32)",
+        help=(
+            "train in mixed precision (auto: float16 on a GPU, bfloat16 on TensorFlow with a "
+            "bfloat16 CPU, else float32; default float32)"
+        ),
     )
     training.add_argument(
         "--jit",
