@@ -40,24 +40,17 @@ COCO128 = ROOT.parent / "shared" / "data" / "coco128" / "images"
 
 
 def letterboxed_images(size, count):
-    """uint8 `(count, size, size, 3)`: COCO images resized to fit and padded with 114, centred."""
-    from PIL import Image
-
+    """uint8 `(count, size, size, 3)`: COCO images letterboxed like the validation pipeline."""
     from keras_yolov7.export.verify import synthetic_images
+    from keras_yolov7.models import YOLOv7ImageConverter
+    from keras_yolov7.models.image_inputs import read_image
 
     files = sorted(p for p in COCO128.rglob("*.jpg"))[:count] if COCO128.is_dir() else []
     if not files:
         return synthetic_images(count, size)
-    images = np.full((len(files), size, size, 3), 114, np.uint8)
-    for image, file in zip(images, files):
-        picture = Image.open(file).convert("RGB")
-        scale = size / max(picture.size)
-        width, height = (max(1, round(d * scale)) for d in picture.size)
-        left, top = (size - width) // 2, (size - height) // 2
-        image[top : top + height, left : left + width] = np.asarray(
-            picture.resize((width, height), Image.BILINEAR)
-        )
-    return images
+    converter = YOLOv7ImageConverter(image_size=size)
+    padded = np.stack([converter.letterbox(read_image(file))[0] for file in files])
+    return np.clip(np.round(padded), 0, 255).astype(np.uint8)
 
 
 def median_ms(fn, runs, warmup):
