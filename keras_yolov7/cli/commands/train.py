@@ -3,6 +3,7 @@
 
 import argparse
 import pathlib
+import re
 
 from keras_yolov7.cli import arguments
 from keras_yolov7.cli.errors import CLIError
@@ -223,8 +224,28 @@ def run(args):
     else:
         if args.data is None:
             raise CLIError("--data is required (or --resume a run)")
-        result = engine.train(**_train_options(args))
+        try:
+            result = engine.train(**_train_options(args))
+        except ValueError as error:
+            raise CLIError(_as_options(str(error))) from None
     _print_summary(result)
+
+
+# engine.train's argument names in its messages, as the options the command line took.
+_OPTION_NAMES = (
+    (re.compile(r"\bdistribute='([\w-]+)'"), r"--distribute \1"),
+    (re.compile(r"\bdistribute is '([\w-]+)'"), r"--distribute is '\1'"),
+    (re.compile(r"\bdevices=([\w:]+)"), r"--devices \1"),
+    (re.compile(r"^sync_bn\b"), "--sync-bn"),
+    (re.compile(r"^jit_compile\b"), "--jit"),
+)
+
+
+def _as_options(message):
+    """A message of engine.train with its argument names spelled as the command's options."""
+    for pattern, option in _OPTION_NAMES:
+        message = pattern.sub(option, message)
+    return message
 
 
 def _train_options(args):
