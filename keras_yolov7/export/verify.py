@@ -175,7 +175,7 @@ def detection_agreement(detections, references):
             same = np.flatnonzero(free & (np.asarray(got["classes"]) == cls))
             if not same.size:
                 continue
-            ious = _iou(np.asarray(box), np.asarray(got["boxes"])[same])
+            ious = box_iou(np.asarray(box), np.asarray(got["boxes"])[same])[0]
             pick = int(np.argmax(ious))
             if ious[pick] < MATCH_IOU:
                 continue
