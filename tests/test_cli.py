@@ -109,6 +109,7 @@ def test_info_counts_parameters_and_gflops():
     # (training / fused), 13.7 GFLOPs at 640, 80 classes.
     assert (size, levels) == ("640", "3")
     assert (params, fused, gflops) == ("6,228,762", "6,219,709", "13.7")
+    assert "yolov7_tiny_coco" in out and "yolov7-tiny.pt" in out and "yolov7_coco" not in out
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="one backend re-exec check")

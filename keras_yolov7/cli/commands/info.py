@@ -4,6 +4,7 @@ imported)."""
 
 from keras_yolov7.cli import arguments
 from keras_yolov7.models.configs import ARCHITECTURES
+from keras_yolov7.models.presets import COCO_PRESETS
 
 
 HELP = "table of the presets: parameters and GFLOPs"
@@ -59,6 +60,15 @@ def run(args):
             f"{figures['params_train']:>15,} {figures['params_fused']:>15,} "
             f"{figures['gflops_fused']:>15.1f}"
         )
+    pretrained = [
+        (name, filename, ap)
+        for name, (architecture, filename, ap) in COCO_PRESETS.items()
+        if architecture in args.presets
+    ]
+    if pretrained:
+        print("pretrained presets (the official COCO weights, downloaded once on first use):")
+        for name, filename, ap in pretrained:
+            print(f"  {name:<17} official {filename:<15} COCO AP {ap} (paper)")
 
 
 def _keras_backend():
