@@ -9,9 +9,7 @@ import pytest
 
 import keras_yolov7 as kyv7
 from keras_yolov7.export import verify
-from keras_yolov7.models.configs import TINY_ANCHORS
-from keras_yolov7.models.configs import conv
-from keras_yolov7.models.configs import node
+from fixtures.micro_network import micro_network
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
@@ -23,26 +21,7 @@ SIZE = 64
 CLASSES = 3
 # A three-level network small enough to convert in seconds, with the blocks that matter for
 # export: 3x3 stride-2 convs (explicit padding), LeakyReLU, nearest upsampling and concat.
-MICRO = {
-    "activation": "leaky_relu",
-    "anchors": TINY_ANCHORS,
-    "strides": (8, 16, 32),
-    "layers": [
-        conv(8, 3, 2),
-        conv(16, 3, 2),
-        conv(16, 3, 2),
-        conv(32, 3, 2),
-        conv(32, 3, 2),
-        conv(16, 1),
-        node("upsample"),
-        node("concat", [-1, 3]),
-        conv(16, 3, 1, source=2),
-        conv(16, 3, 1, source=7),
-        conv(32, 3, 1, source=4),
-    ],
-    "lead": [8, 9, 10],
-    "input_size": 640,
-}
+MICRO = micro_network(640)
 CANDIDATES = 3 * (8 * 8 + 4 * 4 + 2 * 2)
 
 

@@ -14,9 +14,7 @@ import pytest
 import keras_yolov7 as kyv7
 from keras_yolov7.datasets.synthetic import SYNTHETIC_CLASS_NAMES
 from keras_yolov7.datasets.synthetic import make_synthetic_arrays
-from keras_yolov7.models.configs import TINY_ANCHORS
-from keras_yolov7.models.configs import conv
-from keras_yolov7.models.configs import node
+from fixtures.micro_network import micro_network
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
@@ -31,26 +29,7 @@ SIZE = 128
 MAX_DETECTIONS = 40
 THREADS = (1, 2, 4)
 PHOTOS = ("bus.jpg", "zidane.jpg", "horses.jpg")
-NET = {
-    "activation": "leaky_relu",
-    "anchors": TINY_ANCHORS,
-    "strides": (8, 16, 32),
-    "layers": [
-        conv(8, 3, 2),
-        conv(16, 3, 2),
-        conv(16, 3, 2),
-        conv(32, 3, 2),
-        conv(32, 3, 2),
-        conv(16, 1),
-        node("upsample"),
-        node("concat", [-1, 3]),
-        conv(16, 3, 1, source=2),
-        conv(16, 3, 1, source=7),
-        conv(32, 3, 1, source=4),
-    ],
-    "lead": [8, 9, 10],
-    "input_size": SIZE,
-}
+NET = micro_network(SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -6,38 +6,17 @@ import pytest
 
 import keras_yolov7 as kyv7
 from keras_yolov7.datasets.synthetic import make_synthetic_arrays
-from keras_yolov7.models.configs import TINY_ANCHORS
-from keras_yolov7.models.configs import conv
-from keras_yolov7.models.configs import node
 from keras_yolov7.training import devices
 from keras_yolov7.training import precision
 from keras_yolov7.training import with_inference_precision
+from fixtures.micro_network import micro_network
 
 SIZE = 128
 
 
 # A small network (a freshly initialised yolov7_tiny scores every box alike): 3x3 convs with
 # LeakyReLU, nearest upsampling and concat, three levels.
-NET = {
-    "activation": "leaky_relu",
-    "anchors": TINY_ANCHORS,
-    "strides": (8, 16, 32),
-    "layers": [
-        conv(8, 3, 2),
-        conv(16, 3, 2),
-        conv(16, 3, 2),
-        conv(32, 3, 2),
-        conv(32, 3, 2),
-        conv(16, 1),
-        node("upsample"),
-        node("concat", [-1, 3]),
-        conv(16, 3, 1, source=2),
-        conv(16, 3, 1, source=7),
-        conv(32, 3, 1, source=4),
-    ],
-    "lead": [8, 9, 10],
-    "input_size": SIZE,
-}
+NET = micro_network(SIZE)
 
 
 @pytest.fixture(scope="module")
