@@ -1,5 +1,6 @@
 """Keras layers for the YOLOv7 building blocks. Each has get_config() and get_fused()."""
 
+from keras_yolov7.layers.batch_norm import BatchNorm
 from keras_yolov7.layers.conv import Conv
 from keras_yolov7.layers.elan import EELAN
 from keras_yolov7.layers.elan import ELAN
@@ -18,6 +19,7 @@ from keras_yolov7.layers.repconv import RepConvN
 
 __all__ = [
     "AuxiliaryHead",
+    "BatchNorm",
     "Conv",
     "DownC",
     "EELAN",

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_yolov7.layers import official
+from keras_yolov7.layers.batch_norm import BatchNorm
 from keras_yolov7.layers.block import Fusable
 
 BN_EPSILON = 1e-3
@@ -48,7 +49,7 @@ def conv2d(filters, kernel_size, strides, use_bias, name):
 
 
 def batch_norm(name):
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+    return BatchNorm(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
 def fold_batch_norm(kernel, bn):
