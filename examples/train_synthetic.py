@@ -41,6 +41,7 @@ from keras_yolov7.datasets import write_synthetic_dataset
 from keras_yolov7.evaluation import COCOEvaluationCallback
 from keras_yolov7.evaluation import evaluate_model
 from keras_yolov7.training import make_training_setup
+from keras_yolov7.training import use_mixed_precision
 
 """
 ## The data
@@ -92,6 +93,10 @@ def train(args):
     output.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     train_set, val_set = make_data(output / "data", args)
+    # float32 unless asked: "auto" picks bfloat16 on the TensorFlow backend where the CPU computes
+    # it natively (AMX / AVX512-BF16), the mixed precision of a GPU when one is visible.
+    policy = use_mixed_precision(args.mixed_precision)
+    print(f"Training with the {policy} policy on the {keras.backend.backend()} backend")
 
     model = kyv7.YOLOv7ObjectDetector.from_preset(
         "yolov7_tiny", num_classes=train_set.num_classes, class_names=train_set.class_names
@@ -246,6 +251,12 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--val-interval", type=int, default=3, help="evaluate every N epochs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--mixed-precision",
+        default="float32",
+        choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"),
+        help="Keras dtype policy of the model (default float32)",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="a two-minute smoke run (2 epochs, 64 images)"
     )

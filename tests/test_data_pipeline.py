@@ -429,3 +429,14 @@ def test_plot_augmented_samples(synthetic, tmp_path):
     edge = picture[box[1] + 3 : box[3] - 3, box[0]]
     assert len(edge) > 3 and (edge == edge[0]).all()
     assert not (images[0][box[1] + 3 : box[3] - 3, box[0]] == edge[0]).all()
+
+
+def test_pipelines_run_without_the_autotuning_model(synthetic):
+    # Deleting an iterator waits for tf.data's autotuning thread to wake (up to 60 s), which stalled
+    # the first step of about half the epochs of `fit(dataset, epochs=N)`; see pipeline_options.
+    train = make_train_dataset(synthetic, image_size=64, batch_size=2, augmentation="yolov7_tiny")
+    val = make_val_dataset(synthetic, image_size=64, batch_size=2)
+    for dataset in (train, val):
+        assert dataset.options().autotune.enabled is False
+        # Still parallel: AUTOTUNE maps run one call per core with the model off.
+        assert len(batches(dataset, 2)) == 2

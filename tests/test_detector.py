@@ -146,12 +146,17 @@ def test_compile_picks_the_faster_train_step_for_the_device():
     if backend == "tensorflow":
         # TF graph with oneDNN convolutions on CPU; XLA on a GPU.
         assert model.jit_compile is gpu_visible()
+        # Without XLA the loss cuts the target padding (data-dependent shapes); under XLA not.
+        assert model._shapes_may_vary() is (not gpu_visible())
         model.compile(jit_compile=True)
         assert model.jit_compile is True
+        assert model._shapes_may_vary() is False
     elif backend == "jax":
         assert model.jit_compile is True
+        assert model._shapes_may_vary() is False
     else:
         assert model.jit_compile is False
+        assert model._shapes_may_vary() is True
 
 
 def test_fit_rejects_fused_models_and_compile_foreign_losses(data):

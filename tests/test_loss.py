@@ -519,3 +519,63 @@ def test_matches_a_literal_rendering_on_crowded_scenes():
     np.testing.assert_allclose(items(result)[:3], lead + aux, rtol=1e-4)
     np.testing.assert_allclose(float(result["aux"]), aux.sum(), rtol=1e-4)
     np.testing.assert_allclose(float(result["loss"]), (lead + aux).sum() * 2, rtol=1e-4)
+
+
+def _padded(y_true, rows, hole=True):
+    """`y_true` padded to `rows` target rows, with (optionally) an invalid row among the valid ones."""
+    boxes, labels = y_true["boxes"], y_true["labels"]
+    batch, count = labels.shape
+    new_boxes = -np.ones((batch, rows, 4), "float32")
+    new_labels = -np.ones((batch, rows), "int32")
+    new_boxes[:, :count], new_labels[:, :count] = boxes, labels
+    if hole:
+        # Move image 0's first target one row down behind a padding row: still counted.
+        new_boxes[0, 1:count + 1], new_labels[0, 1:count + 1] = boxes[0], labels[0]
+        new_boxes[0, 0], new_labels[0, 0] = -1.0, -1
+    return {"boxes": new_boxes, "labels": new_labels}
+
+
+@pytest.mark.parametrize("name", ["p5_tiny_nc3_smooth_192", "p6_w6_aux_256"])
+def test_compacted_targets_give_the_same_loss_and_gradient(name):
+    """compact_targets cuts the padding (the assignment's cost grows with its square): same terms,
+    same gradient, and still the official values."""
+    if keras.backend.backend() == "jax":
+        pytest.skip("JAX always jits the step, where shapes cannot depend on the data")
+    case = load_case(name)
+    loss = case_loss(case, CASES[name])
+    y_true = _padded(case["y_true"], 40)
+    full_value, full_grads = value_and_grad(lambda p: loss.compute_components(y_true, p)["loss"], case["preds"])
+    value, grads = value_and_grad(
+        lambda p: loss.compute_components(y_true, p, compact_targets=True)["loss"], case["preds"]
+    )
+    np.testing.assert_allclose(value, full_value, rtol=1e-6)
+    np.testing.assert_allclose(value, float(case["loss"]), rtol=1e-4)
+    for compacted, full in zip(grads, full_grads, strict=True):
+        np.testing.assert_allclose(compacted, full, rtol=1e-5, atol=1e-8)
+    empty = {"boxes": -np.ones((2, 7, 4), "float32"), "labels": -np.ones((2, 7), "int32")}
+    preds = [p[:2] for p in case["preds"]]
+    np.testing.assert_allclose(
+        items(loss.compute_components(empty, preds, compact_targets=True)),
+        items(loss.compute_components(empty, preds)),
+        rtol=1e-6,
+    )
+
+
+def test_compacted_targets_in_a_tensorflow_graph():
+    """The detector's TensorFlow graph (no XLA) compacts with unknown shapes."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow graph tracing")
+    import tensorflow as tf
+
+    case = load_case("p6_w6_aux_256")
+    loss = case_loss(case, "p6")
+    y_true = _padded(case["y_true"], 64)
+    output_specs = [tf.TensorSpec((None, None, None, 3, 85), tf.float32) for _ in case["preds"]]
+    target_specs = [tf.TensorSpec((None, None, 4), tf.float32), tf.TensorSpec((None, None), tf.int32)]
+
+    @tf.function(input_signature=[output_specs, *target_specs])
+    def total(preds, boxes, labels):
+        return loss.compute_components({"boxes": boxes, "labels": labels}, preds, compact_targets=True)["total"]
+
+    value = total(case["preds"], y_true["boxes"], y_true["labels"])
+    np.testing.assert_allclose(float(value), float(case["loss_items"][3]), rtol=1e-4)

@@ -28,6 +28,7 @@ from keras_yolov7.data.color import mixup
 from keras_yolov7.data.decode import decode_image
 from keras_yolov7.data.decode import pad_to_square
 from keras_yolov7.data.decode import resize_longest_side
+from keras_yolov7.data.pipeline_options import pipeline_options
 from keras_yolov7.data.mosaic import compose
 from keras_yolov7.data.mosaic import mosaic4_offsets
 from keras_yolov7.data.mosaic import mosaic9_offsets
@@ -173,7 +174,7 @@ def make_train_dataset(
             ),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return batches.prefetch(tf.data.AUTOTUNE)
+    return batches.prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 
 
 def batches_per_epoch(num_images, batch_size, drop_remainder=False):

@@ -8,6 +8,7 @@ from keras_yolov7.data.decode import decode_image
 from keras_yolov7.data.tables import RecordTable
 from keras_yolov7.data.fixed_size_targets import check_box_format
 from keras_yolov7.data.fixed_size_targets import pad_targets
+from keras_yolov7.data.pipeline_options import pipeline_options
 from keras_yolov7.models.yolov7_image_converter import boxes_to_network
 from keras_yolov7.models.yolov7_image_converter import letterbox_images
 
@@ -77,4 +78,5 @@ def make_val_dataset(
         .map(tf.autograph.experimental.do_not_convert(load), num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
+        .with_options(pipeline_options())
     )

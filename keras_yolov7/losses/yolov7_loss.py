@@ -148,7 +148,7 @@ class YOLOv7Loss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         return self.compute_components(y_true, y_pred)["loss"]
 
-    def compute_components(self, y_true, y_pred, replica_sum=None):
+    def compute_components(self, y_true, y_pred, replica_sum=None, compact_targets=False):
         """All terms of the loss, as float32 scalars.
 
         Args:
@@ -159,6 +159,14 @@ class YOLOv7Loss(keras.losses.Loss):
                 level, objectness cells, batch size) is then the global batch's, so that the
                 replicas' terms add up to the terms of the global batch, and their gradients to
                 its gradient. None: the call sees the whole batch.
+            compact_targets: first cut the padded target rows down to the batch's largest count
+                (through the last valid row, so nothing valid is dropped and the order is kept).
+                The assignment's matrices grow with the square of the rows (each target owns
+                candidate columns), so on a batch of COCO images padded to 200 rows this saves
+                most of the loss's time; the result is the same (padding rows have no
+                candidates). It makes the shapes depend on the data: pass True only where that is
+                allowed (a TensorFlow graph without XLA, eager PyTorch or JAX outside `jit`);
+                `YOLOv7ObjectDetector.compute_loss` does.
 
         Returns:
             A dict: `"box"`, `"obj"`, `"cls"` the gain-weighted terms (lead plus `aux_weight` times
@@ -184,6 +192,8 @@ class YOLOv7Loss(keras.losses.Loss):
         boxes, labels, valid = sanitize_targets(
             y_true["boxes"], labels, self.num_classes, image_height, image_width, clip=self.clip_boxes
         )
+        if compact_targets:
+            boxes, labels, valid = _compact(boxes, labels, valid)
         targets = (boxes, labels, valid)
 
         grid_sizes = [tuple(ops.shape(p)[1:3]) for p in lead]
@@ -311,6 +321,16 @@ class YOLOv7Loss(keras.losses.Loss):
             clip_boxes=self.clip_boxes,
         )
         return config
+
+
+def _compact(boxes, labels, valid):
+    """The target rows up to the last valid one of the batch (at least one row): data-dependent
+    shapes."""
+    rows = ops.arange(1, ops.shape(valid)[1] + 1, dtype="int32")
+    keep = ops.maximum(ops.max(ops.where(valid, rows[None, :], 0)), 1)
+    if keras.backend.backend() != "tensorflow":
+        keep = int(ops.convert_to_numpy(keep))  # eager: a Python int slices
+    return boxes[:, :keep], labels[:, :keep], valid[:, :keep]
 
 
 def _whole_batch(value):

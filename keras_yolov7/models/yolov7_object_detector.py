@@ -685,6 +685,17 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
         *state, data = args
         return super().test_step(*state, self._unpack(data))
 
+    def _shapes_may_vary(self):
+        """Whether the train step may have data-dependent shapes: a TensorFlow graph without XLA
+        or eager PyTorch (the loss then cuts the target padding, `compact_targets`); not under
+        XLA or JAX's jit."""
+        backend = keras.backend.backend()
+        if backend == "torch":
+            return True
+        if backend == "tensorflow":
+            return not getattr(self, "jit_compile", False)
+        return False
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The YOLOv7 loss `(lbox + lobj + lcls) * batch_size` of a batch; also updates the
         box / obj / cls (and aux) trackers shown in the progress bar.
@@ -707,6 +718,7 @@ class YOLOv7ObjectDetector(keras_hub.models.ObjectDetector):
             {"boxes": boxes, "labels": y["labels"]},
             y_pred,
             replica_sum=sum_over_replicas if replicas > 1 else None,
+            compact_targets=self._shapes_may_vary(),
         )
         for name, tracker in self.loss_trackers.items():
             # A tracker's state is summed over the replicas when read; each replica holds its share
