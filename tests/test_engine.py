@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -56,11 +55,57 @@ CLI_OPTIONS = [
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def cli_process(*argv):
-    """`keras-yolov7 argv` in a child process with pipes (not a terminal) for stdout/stderr."""
+# The child of the interrupted runs: the real command line, which signals itself at the moment
+# a user's Ctrl-C or a scheduler's SIGTERM is to arrive: right after an epoch is committed, or in
+# the middle of the first file written after that (while `atomic_path` holds it). A watcher in
+# this process (busy training the reference) could not be relied on to catch the tiny epochs in
+# time: it sometimes saw the run end first.
+_SELF_INTERRUPTING_CLI = """
+import contextlib, os, signal, sys
+from keras_yolov7.cli.main import main
+from keras_yolov7 import files
+from keras_yolov7.engine.recorder import RunRecorder
+
+signum = getattr(signal, os.environ["KYV7_TEST_SIGNAL"])
+mid_write = os.environ["KYV7_TEST_MID_WRITE"] == "1"
+armed = []
+record = RunRecorder.on_epoch_end
+
+def record_then_interrupt(self, epoch, logs=None):
+    record(self, epoch, logs)
+    if mid_write:
+        armed.append(True)
+    else:
+        signal.raise_signal(signum)
+
+hold = files._interrupts_held
+
+@contextlib.contextmanager
+def hold_then_interrupt():
+    with hold():
+        if armed:
+            armed.clear()
+            signal.raise_signal(signum)
+        yield
+
+RunRecorder.on_epoch_end = record_then_interrupt
+files._interrupts_held = hold_then_interrupt
+sys.exit(main())  # as the keras-yolov7 command: reads sys.argv, SIGTERM handled
+"""
+
+
+def cli_process(*argv, interrupt=None, mid_write=False):
+    """`keras-yolov7 argv` in a child process with pipes (not a terminal) for stdout/stderr.
+
+    `interrupt` ("SIGINT", "SIGTERM"): the child receives that signal once its first epoch is
+    committed, or with `mid_write` in the middle of its next file write (see above)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    command = ["-m", "keras_yolov7.cli"]
+    if interrupt is not None:
+        command = ["-c", _SELF_INTERRUPTING_CLI]
+        env.update(KYV7_TEST_SIGNAL=interrupt, KYV7_TEST_MID_WRITE="1" if mid_write else "0")
     return subprocess.Popen(
-        [sys.executable, "-m", "keras_yolov7.cli", *map(str, argv)],
+        [sys.executable, *command, *map(str, argv)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -68,31 +113,8 @@ def cli_process(*argv):
     )
 
 
-def interrupt_at_next_commit(process, run_dir, signum, mid_write=False):
-    """Sends `signum` to `process` as soon as it commits an epoch (writes a new training state);
-    with `mid_write`, at the first temporary file of the next epoch's writes when the poll
-    catches one (else at the next commit). Returns `(returncode, stdout, stderr)`."""
-    state = run_dir / "weights" / STATE_FILE
-
-    def identity():  # a committed state is a new file renamed into place: a new inode
-        if not state.exists():
-            return None
-        found = state.stat()
-        return found.st_ino, found.st_mtime_ns
-
-    before = identity()
-    deadline = time.monotonic() + 600
-    while identity() == before:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no epoch finished in 10 minutes"
-        time.sleep(0.01)
-    if mid_write:
-        committed = identity()
-        while process.poll() is None and identity() == committed:
-            if any(p.name.startswith(TEMPORARY_PREFIX) for p in state.parent.iterdir()):
-                break
-            time.sleep(0.002)
-    process.send_signal(signum)
+def finished(process):
+    """`(returncode, stdout, stderr)` of a child process."""
     out, err = process.communicate(timeout=600)
     return process.returncode, out, err
 
@@ -128,12 +150,12 @@ def runs(tmp_path_factory):
     `{"reference": TrainingResult, "reference_log", "interrupted": run directory, "first":
     (returncode, stdout, stderr)}`."""
     project = tmp_path_factory.mktemp("runs")
-    process = cli_process("train", *CLI_OPTIONS, "--project", project, "--name", "interrupted")
+    process = cli_process(
+        "train", *CLI_OPTIONS, "--project", project, "--name", "interrupted", interrupt="SIGINT"
+    )
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        # Watched in a thread while this one trains the reference.
-        first = pool.submit(
-            interrupt_at_next_commit, process, project / "interrupted", signal.SIGINT
-        )
+        # Waited for in a thread while this one trains the reference.
+        first = pool.submit(finished, process)
         log = io.StringIO()
         with contextlib.redirect_stdout(log):
             reference = engine.train("synthetic", project=project, name="reference", **OPTIONS)
@@ -156,9 +178,7 @@ def test_resumes_after_real_interrupts_end_with_the_uninterrupted_weights(runs):
     assert f"interrupted: resume with `keras-yolov7 train --resume {run_dir}`" in err
     assert load_training_state(run_dir / "weights" / STATE_FILE).epoch == 1
 
-    second = interrupt_at_next_commit(
-        cli_process("train", "--resume", run_dir), run_dir, signal.SIGTERM, mid_write=True
-    )
+    second = finished(cli_process("train", "--resume", run_dir, interrupt="SIGTERM", mid_write=True))
     assert second[0] == 130, second
     assert f"resuming {run_dir} at epoch 2 of {EPOCHS}" in second[1]
     assert load_training_state(run_dir / "weights" / STATE_FILE).epoch == 2
@@ -343,6 +363,6 @@ def test_a_signal_during_a_write_is_delivered_after_the_file_is_whole(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         with atomic_path(path) as temporary:
             temporary.write_text("half")
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # to this thread: delivered before the next line
             temporary.write_text("whole")
     assert path.read_text() == "whole" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
