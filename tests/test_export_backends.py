@@ -6,39 +6,18 @@ import importlib
 import keras
 import numpy as np
 import pytest
+from fixtures.micro_network import micro_network
 
 import keras_yolov7 as kyv7
 from keras_yolov7.export import calibration
 from keras_yolov7.export import verify
-from keras_yolov7.models.configs import TINY_ANCHORS
-from keras_yolov7.models.configs import conv
-from keras_yolov7.models.configs import node
 
 SIZE = 64
-TINY_NET = {
-    "activation": "leaky_relu",
-    "anchors": TINY_ANCHORS,
-    "strides": (8, 16, 32),
-    "layers": [
-        conv(8, 3, 2),
-        conv(8, 3, 2),
-        conv(8, 3, 2),
-        conv(16, 3, 2),
-        conv(16, 3, 2),
-        node("upsample"),
-        node("concat", [-1, 3]),
-        conv(8, 3, 1, source=2),
-        conv(8, 3, 1, source=6),
-        conv(16, 3, 1, source=4),
-    ],
-    "lead": [7, 8, 9],
-    "input_size": 640,
-}
 
 
 @pytest.fixture(scope="module")
 def model():
-    return kyv7.YOLOv7ObjectDetector(kyv7.YOLOv7Backbone(TINY_NET), num_classes=2)
+    return kyv7.YOLOv7ObjectDetector(kyv7.YOLOv7Backbone(micro_network(640)), num_classes=2)
 
 
 def test_fixed_size_model_is_fused_and_equal(model):
