@@ -213,3 +213,69 @@ def test_serialization_inside_a_model(tmp_path):
     model.save(path)
     restored = keras.models.load_model(path)
     np.testing.assert_allclose(run(restored, data), run(model, data), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="the one-pass SiLU gradient is the TensorFlow backend's"
+)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_training_silu_equals_tensorflow_silu_and_its_gradient(dtype):
+    import tensorflow as tf
+
+    from keras_yolov7.layers import tensorflow_activation
+
+    rng = np.random.default_rng(0)
+    x = tf.cast(rng.normal(0.0, 4.0, (2, 5, 7, 3)), dtype)
+    upstream = tf.cast(rng.normal(size=(2, 5, 7, 3)), dtype)
+
+    def values_and_gradient(function):
+        @tf.function
+        def run(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = function(x)
+            return y, tape.gradient(y, x, output_gradients=upstream)
+
+        return [ops.convert_to_numpy(ops.cast(v, "float32")) for v in run(x)]
+
+    (y, dx), (expected_y, expected_dx) = (
+        values_and_gradient(tensorflow_activation.training_silu),
+        values_and_gradient(tf.nn.silu),
+    )
+    tolerance = 1e-6 if dtype == "float32" else 2e-2  # bfloat16: about one unit in the last place
+    np.testing.assert_allclose(y, expected_y, atol=tolerance, rtol=tolerance)
+    np.testing.assert_allclose(dx, expected_dx, atol=tolerance, rtol=tolerance)
+    assert np.abs(dx).max() > 1.0  # the gradient is not trivially zero
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="the one-pass SiLU gradient is the TensorFlow backend's"
+)
+def test_conv_trains_with_the_one_pass_silu_gradient_and_infers_without_it(monkeypatch):
+    import tensorflow as tf
+
+    from keras_yolov7.layers import tensorflow_activation
+
+    calls = []
+    original = tensorflow_activation.training_silu
+    monkeypatch.setattr(tensorflow_activation, "training_silu", lambda x: calls.append(1) or original(x))
+    layer = L.Conv(4, 3, activation="silu")
+    x = tf.constant(np.random.default_rng(1).normal(size=(2, 6, 6, 3)).astype("float32"))
+    layer(x, training=False)
+    assert not calls  # inference (and export) keep tf.nn.silu, which Grappler fuses into the conv
+    layer(x, training=True)
+    assert len(calls) == 1
+
+    def kernel_gradient(activation):
+        @tf.function
+        def run(x):
+            with tf.GradientTape() as tape:
+                y = layer.bn(layer.conv(x), training=True)
+                loss = tf.reduce_sum(activation(y) * tf.range(4, dtype="float32"))
+            return tape.gradient(loss, layer.conv.kernel.value)
+
+        return run(x).numpy()
+
+    np.testing.assert_allclose(
+        kernel_gradient(tensorflow_activation.training_silu), kernel_gradient(tf.nn.silu), atol=1e-5, rtol=1e-5
+    )

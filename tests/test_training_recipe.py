@@ -277,10 +277,14 @@ def test_applied_learning_rates_and_momentum(family):
         assert int(optimizer.iterations) == 1 and int(optimizer.batch_iterations) == ni + 1
 
 
-def test_optimizer_follows_official_loop_with_pytorch_sgd():
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
+def test_optimizer_follows_official_loop_with_pytorch_sgd(graph):
     """Warmup, cosine epochs, ramped accumulation, epoch-start zero_grad: batch by batch equal to
-    PyTorch's SGD(nesterov) with the three groups, driven exactly as the official train.py does."""
+    PyTorch's SGD(nesterov) with the three groups, driven exactly as the official train.py does.
+    (`tf.function`: the TensorFlow graph, where batches without a step take the other branch.)"""
     torch = pytest.importorskip("torch")
+    if graph and keras.backend.backend() != "tensorflow":
+        pytest.skip("the graph case is TensorFlow's (JAX's jit is covered by the fit tests)")
     hyp = {**training.HYPERPARAMETERS["p5"], "warmup_epochs": 1.0}
     nb, epochs, batch_size = 7, 5, 24  # accumulate 3, scaled weight decay 5e-4 * 24 * 3 / 64
     nw = 7
@@ -290,6 +294,12 @@ def test_optimizer_follows_official_loop_with_pytorch_sgd():
     )
     optimizer.set_parameter_groups(groups)
     order = list(variables.values())
+    apply = lambda gradients: optimizer.apply(gradients, order)  # noqa: E731
+    if graph:
+        import tensorflow as tf
+
+        optimizer.build(order)
+        apply = tf.function(apply)
 
     params = {
         name: torch.nn.Parameter(torch.tensor(ops.convert_to_numpy(v)))
@@ -328,7 +338,7 @@ def test_optimizer_follows_official_loop_with_pytorch_sgd():
                 reference.step()
                 reference.zero_grad()
                 steps += 1
-            optimizer.apply([grads[name] / 2.0 for name in variables], order)
+            apply([grads[name] / 2.0 for name in variables])
             for name, variable in variables.items():
                 np.testing.assert_allclose(
                     ops.convert_to_numpy(variable),

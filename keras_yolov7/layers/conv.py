@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_yolov7.layers import official
+from keras_yolov7.layers import tensorflow_activation
 from keras_yolov7.layers.batch_norm import BatchNorm
 from keras_yolov7.layers.block import Fusable
 
@@ -20,8 +21,12 @@ def check_activation(activation):
     return activation
 
 
-def apply_activation(x, activation):
+def apply_activation(x, activation, training=None):
+    """The unit's activation; on TensorFlow in training, SiLU with a one-pass gradient (same
+    values, `layers/tensorflow_activation.py`)."""
     if activation == "silu":
+        if training and keras.backend.backend() == "tensorflow":
+            return tensorflow_activation.training_silu(x)
         return ops.silu(x)
     if activation == "leaky_relu":
         return ops.leaky_relu(x, negative_slope=0.1)
@@ -108,7 +113,7 @@ class Conv(Fusable):
             x = layer(x)
         if self.bn is not None:
             x = self.bn(x, training=training)
-        return apply_activation(x, self.activation)
+        return apply_activation(x, self.activation, training)
 
     def compute_output_shape(self, input_shape):
         shape = input_shape

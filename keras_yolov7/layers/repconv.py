@@ -89,7 +89,7 @@ class RepConv(Fusable):
         y = y + self.pointwise_bn(self.pointwise_conv(x), training=training)
         if self.identity_bn is not None:
             y = y + self.identity_bn(x, training=training)
-        return apply_activation(y, self.activation)
+        return apply_activation(y, self.activation, training)
 
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape
