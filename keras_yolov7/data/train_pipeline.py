@@ -28,7 +28,6 @@ from keras_yolov7.data.color import mixup
 from keras_yolov7.data.decode import decode_image
 from keras_yolov7.data.decode import pad_to_square
 from keras_yolov7.data.decode import resize_longest_side
-from keras_yolov7.data.pipeline_options import pipeline_options
 from keras_yolov7.data.mosaic import compose
 from keras_yolov7.data.mosaic import mosaic4_offsets
 from keras_yolov7.data.mosaic import mosaic9_offsets
@@ -38,6 +37,7 @@ from keras_yolov7.data.perspective import random_matrix
 from keras_yolov7.data.perspective import sampled_window
 from keras_yolov7.data.perspective import warp_boxes
 from keras_yolov7.data.perspective import warp_image
+from keras_yolov7.data.pipeline_options import pipeline_options
 from keras_yolov7.data.tables import RecordTable
 from keras_yolov7.data.fixed_size_targets import check_box_format
 from keras_yolov7.data.fixed_size_targets import pad_targets
